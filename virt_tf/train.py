@@ -1,0 +1,219 @@
+"""`python -m virt_tf.train`: the paper's pipeline in one command.
+
+* ``--model=cross`` fine-tunes the interaction-based teacher.
+* ``--model=virt`` (default) or ``--model=siamese`` with ``--virt_alpha > 0``:
+  trains the teacher into ``MODEL_DIR/teacher`` (or reuses ``--teacher_dir``,
+  or a teacher stage that already finished), freezes it, then trains the
+  Siamese student with `CE + alpha * L_virt` into ``MODEL_DIR``; both dev
+  results land in ``MODEL_DIR/metrics.json``.
+* ``--virt_alpha=0`` gives "w/o VIRT"; ``--virt_head=simple`` gives "w/o VIRT-A".
+
+Defaults come from configs/base.yaml and configs/tasks/<task>.yaml; a flag
+given on the command line overrides them.
+"""
+import os
+import sys
+import time
+
+from absl import app, flags, logging
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("task", "rte", "rte | mrpc | qqp | mnli | boolq | pairs")
+flags.DEFINE_enum("model", "virt", ["cross", "siamese", "virt"], "Model to train.")
+flags.DEFINE_string("data_dir", None, "Task files in the official layout; "
+                    "tensorflow-datasets when not given.")
+flags.DEFINE_string("model_dir", None, "Output directory (required).")
+flags.DEFINE_string("teacher_dir", None, "A trained cross-encoder to reuse as the teacher.")
+flags.DEFINE_string("init_checkpoint", None, "Pretrained BERT: HF directory, TF1 BERT checkpoint "
+                    "or Model Garden checkpoint. Default: the MiniLM-L6 package.")
+flags.DEFINE_string("encoder_preset", None, "Random-init encoder of configs/presets/NAME.yaml "
+                    "instead of pretrained weights (tests, cost benchmarks).")
+flags.DEFINE_string("vocab_file", None, "Vocabulary for --encoder_preset (default: the "
+                    "default checkpoint's).")
+flags.DEFINE_string("config", None, "Extra YAML file of options.")
+flags.DEFINE_integer("epochs", None, "Training epochs (paper: MNLI 5, RTE 30, QQP 5, BoolQ 30).")
+flags.DEFINE_integer("teacher_epochs", None, "Teacher epochs in the pipeline (default: --epochs).")
+flags.DEFINE_float("learning_rate", None, "Peak learning rate (paper: 5e-5).")
+flags.DEFINE_integer("batch_size", None, "Batch size (paper: 28).")
+flags.DEFINE_float("warmup_ratio", None, "Share of steps of linear warmup (paper: 0.1).")
+flags.DEFINE_integer("max_seq_length", None, "Pair length budget in word pieces.")
+flags.DEFINE_integer("seed", None, "Seed of data order, initialisation and dropout.")
+flags.DEFINE_float("virt_alpha", None, "Weight of L_virt (Eq. 10); 0 = w/o VIRT.")
+flags.DEFINE_enum("virt_head", None, ["adapted", "simple"], "Head of --model=virt; "
+                  "simple = w/o VIRT-A.")
+flags.DEFINE_enum("fusion", None, ["paper", "code"], "Eq. 9 features: paper or released code.")
+flags.DEFINE_bool("pool_padding", None, "Mean over the padded length in Eq. 8 (released code).")
+flags.DEFINE_enum("virt_norm", None, ["squared", "frobenius"], "Norm of Eq. 7.")
+flags.DEFINE_list("virt_layers", None, "Student layers to distil (default all).")
+flags.DEFINE_float("logit_beta", None, "Weight of DSE-style logit distillation.")
+flags.DEFINE_integer("max_train_examples", None, "Use the first N training examples "
+                     "(after the tuning hold-out).")
+flags.DEFINE_integer("max_eval_examples", None, "Score the first N evaluation examples.")
+flags.DEFINE_float("tune_fraction", None, "Share of train held out for tuning (paper: 0.1).")
+flags.DEFINE_string("eval_split", None, "dev (default), dev_matched, dev_mismatched, or tune "
+                    "(the held-out share of train, for hyper-parameter sweeps).")
+flags.DEFINE_bool("skip_bad_rows", False, "Skip and count malformed rows instead of failing.")
+flags.DEFINE_integer("checkpoint_steps", None, "Save a resumable checkpoint every N steps.")
+flags.DEFINE_list("label_names", None, "pairs task: label names in index order "
+                  "(default: sorted distinct labels of train).")
+flags.DEFINE_string("text_a_field", "text_a", "pairs task: first text field.")
+flags.DEFINE_string("text_b_field", "text_b", "pairs task: second text field.")
+flags.DEFINE_string("label_field", "label", "pairs task: label field.")
+flags.DEFINE_list("metrics", None, "pairs task: metrics (accuracy, f1, roc_auc).")
+flags.DEFINE_integer("verbose", None, "Keras verbosity (1 progress bar, 2 one line an epoch).")
+flags.DEFINE_integer("debug_nan_at_step", None, "Testing only: make the loss of this optimizer "
+                     "step NaN (checks that the run stops and keeps its last good checkpoint).")
+
+OVERRIDABLE = ("epochs", "teacher_epochs", "learning_rate", "batch_size", "warmup_ratio",
+               "max_seq_length", "seed", "virt_alpha", "virt_head", "fusion", "pool_padding",
+               "virt_norm", "logit_beta", "max_train_examples", "max_eval_examples",
+               "tune_fraction", "eval_split", "checkpoint_steps")
+
+
+def resolve_config():
+    from virt_tf.config import load_config  # pylint: disable=import-outside-toplevel
+    overrides = {k: getattr(FLAGS, k) for k in OVERRIDABLE}
+    if FLAGS.virt_layers is not None:
+        overrides["virt_layers"] = [int(x) for x in FLAGS.virt_layers]
+    if FLAGS.model == "siamese" and FLAGS.virt_alpha is None:
+        overrides["virt_alpha"] = 0.0  # the plain Siamese baseline unless asked for VIRT
+    cfg = load_config(FLAGS.task, FLAGS.config, overrides)
+    if FLAGS.model == "siamese":
+        cfg["virt_head"] = "simple"
+    return cfg
+
+
+def load_data(cfg, task):
+    from virt_tf.data import tasks  # pylint: disable=import-outside-toplevel
+    stats = tasks.ReadStats()
+    train_all = tasks.read_split(task, FLAGS.data_dir, "train", FLAGS.skip_bad_rows, stats)
+    train, tune = tasks.hold_out(train_all, cfg["tune_fraction"], seed=cfg["seed"])
+    if cfg["max_train_examples"]:
+        train = train[: cfg["max_train_examples"]]
+    if cfg["eval_split"] == "tune":
+        evaluation = tune
+    else:
+        evaluation = tasks.read_split(task, FLAGS.data_dir, cfg["eval_split"],
+                                      FLAGS.skip_bad_rows, stats)
+    if cfg["max_eval_examples"]:
+        evaluation = evaluation[: cfg["max_eval_examples"]]
+    if stats.skipped:
+        logging.warning("skipped %d bad rows (--skip_bad_rows)", stats.skipped)
+    if stats.empty_texts:
+        logging.warning("%d empty or whitespace-only texts (kept: they encode as [CLS] [SEP])",
+                        stats.empty_texts)
+    logging.info("train %d, tune %d, %s %d", len(train), len(tune), cfg["eval_split"],
+                 len(evaluation))
+    return {"task": task, "train": train, "tune": tune if cfg["eval_split"] != "tune" else [],
+            "eval": evaluation, "skipped_rows": stats.skipped}
+
+
+def make_task(cfg):
+    from virt_tf.data import tasks  # pylint: disable=import-outside-toplevel
+    if FLAGS.task != "pairs":
+        return tasks.get_task(FLAGS.task)
+    labels = FLAGS.label_names
+    if not labels:
+        if FLAGS.data_dir is None:
+            raise tasks.DataError("the pairs task needs --data_dir")
+        labels = tasks.infer_pair_labels(tasks.split_path(tasks.get_task("pairs"),
+                                                          FLAGS.data_dir, "train"),
+                                         FLAGS.label_field)
+    metrics = tuple(FLAGS.metrics) if FLAGS.metrics else ("accuracy",)
+    del cfg
+    return tasks.get_task("pairs", labels=labels, a_field=FLAGS.text_a_field,
+                          b_field=FLAGS.text_b_field, label_field=FLAGS.label_field,
+                          metrics=metrics)
+
+
+def _train():
+    from virt_tf.config import ConfigError, preset  # pylint: disable=import-outside-toplevel
+
+    # Configuration and data first: their errors need no TensorFlow and come at once.
+    if not FLAGS.model_dir:
+        raise ConfigError("--model_dir is required")
+    if FLAGS.debug_nan_at_step is not None and FLAGS.debug_nan_at_step < 1:
+        raise ConfigError(f"--debug_nan_at_step must be >= 1, got {FLAGS.debug_nan_at_step}")
+    cfg = resolve_config()
+    task = make_task(cfg)
+    data = load_data(cfg, task)
+
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from virt_tf.data.tokenization import BertPairPreprocessor  # pylint: disable=import-outside-toplevel
+    from virt_tf.modeling.checkpoints import default_checkpoint_dir, read_pretrained  # pylint: disable=import-outside-toplevel
+    from virt_tf.modeling.encoder import EncoderConfig  # pylint: disable=import-outside-toplevel
+    from virt_tf.models.registry import load_classifier  # pylint: disable=import-outside-toplevel
+    from virt_tf import training  # pylint: disable=import-outside-toplevel
+
+    if FLAGS.encoder_preset:
+        pretrained = None
+        cfg["encoder_config"] = EncoderConfig.from_dict(preset(FLAGS.encoder_preset))
+        vocab = FLAGS.vocab_file or os.path.join(default_checkpoint_dir(), "vocab.txt")
+        lower_case = True
+    else:
+        pretrained = read_pretrained(FLAGS.init_checkpoint)
+        cfg["encoder_config"] = pretrained.config
+        vocab, lower_case = pretrained.vocab_file, pretrained.lower_case
+    if cfg["max_seq_length"] > cfg["encoder_config"].max_position_embeddings:
+        raise ConfigError(f"max_seq_length {cfg['max_seq_length']} is longer than the encoder's "
+                          f"{cfg['encoder_config'].max_position_embeddings} positions")
+    if FLAGS.debug_nan_at_step:
+        cfg["_debug_nan_at_step"] = FLAGS.debug_nan_at_step
+    prep = BertPairPreprocessor(vocab, lower_case, cfg["max_seq_length"])
+    texts_a = tf.constant([e.text_a for e in data["train"]])
+    texts_b = tf.constant([e.text_b for e in data["train"]])
+    truncated = prep.count_truncated(texts_a, texts_b)
+    logging.info("%d of %d training pairs are longer than max_seq_length=%d and are truncated "
+                 "(longest first)", truncated, len(data["train"]), cfg["max_seq_length"])
+    eval_truncated = prep.count_truncated(tf.constant([e.text_a for e in data["eval"]]),
+                                          tf.constant([e.text_b for e in data["eval"]]))
+    if eval_truncated:
+        logging.info("%d of %d %s pairs are longer than max_seq_length=%d and are truncated",
+                     eval_truncated, len(data["eval"]), cfg["eval_split"], cfg["max_seq_length"])
+    verbose = FLAGS.verbose if FLAGS.verbose is not None else (1 if sys.stdout.isatty() else 2)
+    os.makedirs(FLAGS.model_dir, exist_ok=True)
+    t0 = time.time()
+    result = {"task": task.name, "model": FLAGS.model, "truncated_train_pairs": truncated}
+
+    needs_teacher = FLAGS.model != "cross" and (cfg["virt_alpha"] > 0 or cfg["logit_beta"] > 0)
+    teacher = None
+    if needs_teacher:
+        if FLAGS.teacher_dir:
+            teacher, tconf = load_classifier(FLAGS.teacher_dir)
+            if tconf["model"] != "cross":
+                raise ConfigError(f"--teacher_dir {FLAGS.teacher_dir} holds a "
+                                  f"{tconf['model']} model, not a cross-encoder")
+            tmetrics_path = os.path.join(FLAGS.teacher_dir, training.METRICS_FILE)
+            result["teacher"] = (training.read_metrics(FLAGS.teacher_dir)
+                                 if os.path.exists(tmetrics_path) else {})
+            result["teacher"]["dir"] = FLAGS.teacher_dir
+        else:
+            tcfg = dict(cfg, _pipeline_teacher=True)
+            teacher, tmetrics = training.run_stage(
+                "cross", os.path.join(FLAGS.model_dir, "teacher"), tcfg, data, pretrained, prep,
+                verbose=verbose)
+            result["teacher"] = tmetrics
+        logging.info("teacher %s: %s", cfg["eval_split"], result["teacher"].get("accuracy"))
+    _, metrics = training.run_stage(FLAGS.model, FLAGS.model_dir, cfg, data, pretrained, prep,
+                                    teacher=teacher, verbose=verbose)
+    if needs_teacher:
+        metrics = dict(metrics, teacher=result["teacher"])
+    metrics.update({k: v for k, v in result.items() if k != "teacher"})
+    metrics["wall_seconds"] = round(time.time() - t0, 1)
+    training.write_json(os.path.join(FLAGS.model_dir, training.METRICS_FILE), metrics)
+    print(f"{FLAGS.model} {task.name} {cfg['eval_split']}: accuracy {metrics['accuracy']:.4f}"
+          + (f" (teacher {metrics['teacher'].get('accuracy', float('nan')):.4f})"
+             if needs_teacher else ""))
+    return 0
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from virt_tf.cli import run_cli  # pylint: disable=import-outside-toplevel
+    return run_cli(_train)
+
+
+if __name__ == "__main__":
+    app.run(main)
