@@ -53,14 +53,14 @@ def next_version(*folders):
     return max(versions) + 1
 
 
-def _save(module, signatures, path, overwrite):
-    """Save into a temporary folder, then move it into place (no half-written version)."""
+def _save(module, signatures, path):
+    """Save into ``path + ".tmp"`` (TF Serving ignores it: not a number); returns that folder.
+
+    The caller moves it into place once both SavedModels are written, so that
+    TF Serving never sees a half-written version.
+    """
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
-    if os.path.exists(path):
-        if not overwrite:
-            raise FileExistsError(f"{path} exists; pass --overwrite or another --version")
-        shutil.rmtree(path)
     tmp = path + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tf.saved_model.save(module, tmp, signatures=signatures)
@@ -74,11 +74,11 @@ def export(model_dir, export_dir, name=None, version=None, overwrite=False):
     ``signatures`` (of the model SavedModel), ``version``, ``model``, ``labels``.
     """
     from virt_tf.data.tokenization import BertPairPreprocessor  # pylint: disable=import-outside-toplevel
-    from virt_tf.models.registry import load_classifier  # pylint: disable=import-outside-toplevel
+    from virt_tf.models.registry import load_classifier, read_model_config  # pylint: disable=import-outside-toplevel
     from virt_tf.serving import (ModelServer, PreprocessingServer,  # pylint: disable=import-outside-toplevel
                                  non_core_ops)
 
-    classifier, config = load_classifier(model_dir)
+    config = read_model_config(model_dir)
     model_name = config["model"]
     name = name or model_name
     if not name.replace("_", "").replace("-", "").isalnum():
@@ -90,18 +90,22 @@ def export(model_dir, export_dir, name=None, version=None, overwrite=False):
         raise ValueError(f"--version must be a positive integer, got {version}")
     model_path = os.path.join(model_base, str(version))
     prep_path = os.path.join(prep_base, str(version))
+    for path in (model_path, prep_path):
+        if os.path.exists(path) and not overwrite:
+            raise FileExistsError(f"{path} exists; pass --overwrite or another --version")
 
+    classifier, config = load_classifier(model_dir)
     server = ModelServer(classifier, model_name)
     prep = BertPairPreprocessor(os.path.join(model_dir, config["vocab_file"]),
                                 config.get("lower_case", True), config.get("max_seq_length", 128))
     prep_server = PreprocessingServer(prep, model_name)
     signatures = server.signatures()
-    tmp_model = _save(server, signatures, model_path, overwrite)
+    tmp_model = _save(server, signatures, model_path)
     foreign = non_core_ops(tmp_model)
     if foreign:  # a guard: the model graph must stay loadable by a TF Serving binary
         shutil.rmtree(tmp_model)
         raise RuntimeError(f"the model SavedModel would contain non-core ops {foreign}")
-    tmp_prep = _save(prep_server, prep_server.signatures(), prep_path, overwrite)
+    tmp_prep = _save(prep_server, prep_server.signatures(), prep_path)
 
     info = {"model": model_name, "name": name, "version": version,
             "labels": config.get("labels"), "task": config.get("task"),
@@ -115,8 +119,10 @@ def export(model_dir, export_dir, name=None, version=None, overwrite=False):
         os.makedirs(extra, exist_ok=True)
         with open(os.path.join(extra, EXPORT_INFO), "w", encoding="utf-8") as f:
             json.dump(info, f, indent=2)
-    os.replace(tmp_model, model_path)
-    os.replace(tmp_prep, prep_path)
+    for tmp, path in ((tmp_model, model_path), (tmp_prep, prep_path)):
+        if os.path.exists(path):  # --overwrite
+            shutil.rmtree(path)
+        os.replace(tmp, path)
     return dict(info, model_path=model_path, preprocessing_path=prep_path)
 
 

@@ -122,12 +122,6 @@ class ModelServer(tf.Module):
         else:
             self.serving_default = tf.function(self._serve_cross, input_signature=[
                 _ids_spec(k) for k in PACKING_KEYS])
-        seen, self.model_variables = set(), []
-        for fn in self.signatures().values():  # traces each function once
-            for v in fn.variables:
-                if id(v) not in seen:
-                    seen.add(id(v))
-                    self.model_variables.append(v)
 
     @property
     def classifier(self):
@@ -167,9 +161,21 @@ class ModelServer(tf.Module):
         return {"probabilities": tf.nn.softmax(logits, axis=-1)}
 
     def signatures(self):
-        """Signature name -> concrete function, for `tf.saved_model.save`."""
-        return {name: getattr(self, name).get_concrete_function()
-                for name in signature_names(self.model_name)}
+        """Signature name -> concrete function, for `tf.saved_model.save`.
+
+        Also tracks the variables those functions read (``model_variables``),
+        so that the SavedModel saves them.
+        """
+        functions = {name: getattr(self, name).get_concrete_function()
+                     for name in signature_names(self.model_name)}
+        seen, variables = set(), []
+        for fn in functions.values():
+            for v in fn.variables:
+                if id(v) not in seen:
+                    seen.add(id(v))
+                    variables.append(v)
+        self.model_variables = variables
+        return functions
 
 
 class PreprocessingServer(tf.Module):

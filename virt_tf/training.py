@@ -29,7 +29,7 @@ import tensorflow as tf
 from absl import logging
 
 from virt_tf.data.pipeline import steps_per_epoch, training_stream
-from virt_tf.evaluate import evaluate_examples
+from virt_tf.evaluate import compute_metrics, predict_probs
 from virt_tf.losses import VirtLoss
 from virt_tf.modeling.checkpoints import assign_weights
 from virt_tf.models.registry import (build_classifier, build_now, is_representation_model,
@@ -289,11 +289,11 @@ def run_stage(model_name, directory, cfg, data, pretrained, preprocessor, teache
     train_seconds = time.time() - t0
 
     t1 = time.time()
-    metrics = evaluate_examples(classifier, data["eval"], preprocessor, task.metrics)
+    metrics = evaluate_with_loss(classifier, data["eval"], preprocessor, task.metrics)
     metrics.update(run_info, split=cfg["eval_split"], train_seconds=round(train_seconds, 1),
                    eval_seconds=round(time.time() - t1, 1), seed=seed)
     if data.get("tune"):
-        tune = evaluate_examples(classifier, data["tune"], preprocessor, task.metrics)
+        tune = evaluate_with_loss(classifier, data["tune"], preprocessor, task.metrics)
         metrics["tune"] = {k: v for k, v in tune.items()}
     meta = {"task": task.name, "labels": list(task.labels), "metrics": list(task.metrics),
             "lower_case": preprocessor.lower_case, "max_seq_length": preprocessor.max_seq_length,
@@ -302,6 +302,17 @@ def run_stage(model_name, directory, cfg, data, pretrained, preprocessor, teache
     write_json(os.path.join(directory, METRICS_FILE), metrics)
     logging.info("%s: %s", directory, {k: metrics[k] for k in ("accuracy",) if k in metrics})
     return classifier, metrics
+
+
+def evaluate_with_loss(classifier, examples, preprocessor, metric_names):
+    """The task metrics plus ``loss``, the mean cross-entropy: a sensitive fingerprint of
+    the weights (two runs that differ anywhere differ in it, unlike in accuracy)."""
+    probs = predict_probs(classifier, examples, preprocessor)
+    labels = np.array([e.label for e in examples])
+    metrics = compute_metrics(probs, labels, metric_names)
+    picked = probs[np.arange(len(labels)), labels].astype(np.float64)
+    metrics["loss"] = float(-np.mean(np.log(np.maximum(picked, 1e-30))))
+    return metrics
 
 
 def _jsonable(cfg):

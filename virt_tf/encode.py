@@ -1,0 +1,311 @@
+"""`python -m virt_tf.encode`: the offline part, a file of texts -> a state cache on disk.
+
+A representation model (siamese, virt) encodes each text alone, so the
+last-layer states of every text can be computed once, ahead of time, and the
+online part (`python -m virt_tf.score`) only runs the light interaction head
+on them. This command runs the model's ``encode`` function (the same one that
+`virt_tf.export` exports) over a file of texts and writes the states.
+
+Input (``--input``), one text per row:
+
+* ``.jsonl``: objects with ``"text"`` and optionally ``"id"`` (default: the line
+  number, from 1);
+* anything else: tab-separated ``id<TAB>text`` rows; a first row
+  ``id<TAB>text`` is taken as a header.
+
+Ids must be unique. A missing file, a bad row or a duplicate id is an error
+(one line on stderr, exit code 2).
+
+Cache (``--output``): one numpy ``.npz`` file, read with ``allow_pickle=False``:
+
+* ``ids``: unicode `[n]`;
+* ``offsets``: int64 `[n + 1]`; text ``i`` owns rows ``offsets[i]:offsets[i+1]``;
+* ``states``: float32 or float16 (``--float16``) `[total_pieces, hidden]`, the
+  last-layer states of the valid positions of each `[CLS] text [SEP]` packing
+  (padding is not stored: the mask of a text is all ones over its length);
+* ``meta``: a JSON string: format, model kind, hidden size, dtype,
+  ``max_seq_length`` and the model's fingerprint (sha256 of weights and vocab),
+  which `virt_tf.score` checks.
+
+Texts are tokenized first, sorted by length and batched in that order (less
+padding, faster); a progress bar shows on a terminal.
+"""
+import dataclasses
+import hashlib
+import json
+import os
+import sys
+
+import numpy as np
+from absl import app, flags, logging
+
+FLAGS = flags.FLAGS
+CACHE_FORMAT = "virt_tf.state_cache"
+CACHE_VERSION = 1
+CACHE_KEYS = ("ids", "offsets", "states", "meta")
+
+
+def define_flags():
+    flags.DEFINE_string("model_dir", None, "A trained siamese or virt model directory.")
+    flags.DEFINE_string("input", None, "Texts: .jsonl ({\"id\", \"text\"}) or id<TAB>text rows.")
+    flags.DEFINE_string("output", None, "The cache file to write (.npz).")
+    flags.DEFINE_bool("float16", False, "Store the states as float16 (half the size).")
+    flags.DEFINE_integer("batch_size", 64, "Texts per encoder call.")
+    flags.DEFINE_integer("max_seq_length", None, "Length budget of one packed text, [CLS] and "
+                         "[SEP] included (default: the model's max_seq_length).")
+
+
+def _data_error(message):
+    from virt_tf.data.tasks import DataError  # pylint: disable=import-outside-toplevel
+    return DataError(message)
+
+
+# ---------------------------------------------------------------------------- reading
+def _lines(path):
+    if not os.path.exists(path):
+        raise _data_error(f"{path}: file not found")
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            lines = f.read().split("\n")
+    except UnicodeDecodeError as e:
+        raise _data_error(f"{path}: bytes that are not UTF-8 ({e.reason})") from e
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def read_texts(path):
+    """Rows of ``path`` -> ``(ids, texts)``, two lists of str in file order."""
+    lines = _lines(path)
+    ids, texts = [], []
+    for number, line in enumerate(lines, 1):
+        where = f"{path}:{number}"
+        if not line.strip():
+            raise _data_error(f"{where}: empty row")
+        if path.endswith(".jsonl"):
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise _data_error(f"{where}: invalid JSON ({e.msg})") from e
+            if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+                raise _data_error(f"{where}: expected an object with a string \"text\"")
+            text_id = row.get("id", number)
+            if not isinstance(text_id, (str, int)) or isinstance(text_id, bool):
+                raise _data_error(f"{where}: \"id\" must be a string or an integer")
+            text_id, text = str(text_id), row["text"]
+        else:
+            fields = line.split("\t")
+            if len(fields) != 2:
+                raise _data_error(f"{where}: expected 2 tab-separated fields (id, text), "
+                                  f"got {len(fields)}")
+            if number == 1 and fields == ["id", "text"]:
+                continue
+            text_id, text = fields
+        if not text_id:
+            raise _data_error(f"{where}: empty id")
+        ids.append(text_id)
+        texts.append(text)
+    if not ids:
+        raise _data_error(f"{path}: no texts")
+    seen = {}
+    for number, text_id in enumerate(ids):
+        if text_id in seen:
+            raise _data_error(f"{path}: id {text_id!r} appears twice (texts {seen[text_id] + 1} "
+                              f"and {number + 1})")
+        seen[text_id] = number
+    return ids, texts
+
+
+# ---------------------------------------------------------------------------- encoding
+def model_fingerprint(model_dir):
+    """sha256 of a model directory's weights and vocabulary (hex str)."""
+    from virt_tf.models.registry import WEIGHTS, read_model_config  # pylint: disable=import-outside-toplevel
+    config = read_model_config(model_dir)
+    digest = hashlib.sha256()
+    for name in (WEIGHTS, config.get("vocab_file", "vocab.txt")):
+        with open(os.path.join(model_dir, name), "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def progress_bar(target, unit):
+    """A Keras progress bar: live on a terminal, one summary line otherwise."""
+    import keras  # pylint: disable=import-outside-toplevel
+    return keras.utils.Progbar(target, verbose=1 if sys.stdout.isatty() else 2, unit_name=unit)
+
+
+def piece_lengths(preprocessor, texts, chunk=1024):
+    """Word pieces of each text (before truncation): int64 `[n]`."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    out = [preprocessor.tokenize(tf.constant(texts[i:i + chunk])).row_lengths().numpy()
+           for i in range(0, len(texts), chunk)]
+    return np.concatenate(out) if out else np.zeros((0,), np.int64)
+
+
+def encode_texts(encode_fn, preprocessor, texts, batch_size=64, dtype=np.float32,
+                 progress=None):
+    """Encode each text alone: returns ``(states, offsets)``.
+
+    Args:
+      encode_fn: ``ModelServer.encode`` (ids `[batch, seq]` -> ``states``
+        `[batch, seq, H]`, ``mask``).
+      preprocessor: a `BertPairPreprocessor`; its ``single`` packs and truncates.
+      texts: list of n str.
+    Returns:
+      ``states`` `[total_pieces, H]` of ``dtype`` (valid positions of each text,
+      in input order) and ``offsets`` int64 `[n + 1]`.
+    """
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    budget = preprocessor.max_seq_length - 2
+    lengths = np.minimum(piece_lengths(preprocessor, texts), budget) + 2
+    order = np.argsort(lengths, kind="stable")
+    rows = [None] * len(texts)
+    for start in range(0, len(texts), batch_size):
+        index = order[start:start + batch_size]
+        packing = preprocessor.single(tf.constant([texts[i] for i in index]))
+        out = encode_fn(**packing)
+        states = out["states"].numpy()
+        valid = out["mask"].numpy().sum(axis=1)
+        for row, i in enumerate(index):
+            if valid[row] != lengths[i]:  # the tokenizer disagreed with itself: never expected
+                raise RuntimeError(f"text {i}: {valid[row]} positions, expected {lengths[i]}")
+            rows[i] = states[row, :valid[row]].astype(dtype)
+        if progress is not None:
+            progress.add(len(index))
+    offsets = np.zeros(len(texts) + 1, np.int64)
+    offsets[1:] = np.cumsum(lengths)
+    hidden = rows[0].shape[-1] if rows else 0
+    states = np.concatenate(rows, axis=0) if rows else np.zeros((0, hidden), dtype)
+    return states, offsets
+
+
+# ---------------------------------------------------------------------------- the cache
+@dataclasses.dataclass
+class StateCache:
+    """An encoded file of texts (see the module docstring)."""
+    ids: np.ndarray
+    offsets: np.ndarray
+    states: np.ndarray
+    meta: dict
+
+    def __len__(self):
+        return len(self.ids)
+
+    def length(self, i):
+        return int(self.offsets[i + 1] - self.offsets[i])
+
+    def text_states(self, i):
+        """`[length_i, H]` states of text ``i``."""
+        return self.states[self.offsets[i]:self.offsets[i + 1]]
+
+
+def write_cache(path, cache):
+    """Write ``cache`` to ``path`` (through a temporary file). Returns the size in bytes."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        np.savez(f, ids=np.asarray(cache.ids, dtype=str), offsets=cache.offsets,
+                 states=cache.states, meta=np.asarray(json.dumps(cache.meta)))
+    os.replace(tmp, path)
+    return os.path.getsize(path)
+
+
+def read_cache(path):
+    """Load and check a cache written by `write_cache` (no pickle is ever loaded)."""
+    if not os.path.exists(path):
+        raise _data_error(f"{path}: cache file not found")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in CACHE_KEYS if k in data.files}
+    except (OSError, ValueError) as e:  # not a zip, or an object array (would need pickle)
+        raise _data_error(f"{path}: not a readable .npz state cache ({e})") from e
+    missing = [k for k in CACHE_KEYS if k not in arrays]
+    if missing:
+        raise _data_error(f"{path}: not a state cache (missing {missing})")
+    try:
+        meta = json.loads(str(arrays["meta"]))
+    except json.JSONDecodeError as e:
+        raise _data_error(f"{path}: bad metadata ({e.msg})") from e
+    if meta.get("format") != CACHE_FORMAT or meta.get("version") != CACHE_VERSION:
+        raise _data_error(f"{path}: not a {CACHE_FORMAT} v{CACHE_VERSION} file")
+    ids, offsets, states = arrays["ids"], arrays["offsets"], arrays["states"]
+    if (states.ndim != 2 or offsets.shape != (len(ids) + 1,) or offsets[0] != 0
+            or offsets[-1] != len(states) or np.any(np.diff(offsets) < 1)
+            or states.shape[1] != meta.get("hidden_size")):
+        raise _data_error(f"{path}: inconsistent arrays (ids {ids.shape}, offsets "
+                          f"{offsets.shape}, states {states.shape})")
+    return StateCache([str(i) for i in ids], offsets, states, meta)
+
+
+def encode_file(model_dir, input_path, output_path, float16=False, batch_size=64,
+                max_seq_length=None, show_progress=True):
+    """Encode the texts of ``input_path`` with the model of ``model_dir`` into a cache.
+
+    Returns a summary dict (texts, pieces, dtype, bytes, path).
+    """
+    from virt_tf.data.tokenization import BertPairPreprocessor  # pylint: disable=import-outside-toplevel
+    from virt_tf.models.registry import load_classifier, read_model_config  # pylint: disable=import-outside-toplevel
+    from virt_tf.serving import ModelServer, is_representation_model  # pylint: disable=import-outside-toplevel
+
+    if batch_size <= 0:
+        raise ValueError(f"--batch_size must be positive, got {batch_size}")
+    config = read_model_config(model_dir)
+    if not is_representation_model(config["model"]):
+        raise ValueError(f"{model_dir} holds a {config['model']} model, which has no offline "
+                         "part: a cross-encoder reads both texts together; encode needs a "
+                         "siamese or virt model")
+    ids, texts = read_texts(input_path)
+    classifier, config = load_classifier(model_dir)
+    length = max_seq_length or config.get("max_seq_length", 128)
+    positions = classifier.encoder_config.max_position_embeddings
+    if not 5 <= length <= positions:
+        raise ValueError(f"--max_seq_length must be in [5, {positions}], got {length}")
+    prep = BertPairPreprocessor(os.path.join(model_dir, config["vocab_file"]),
+                                config.get("lower_case", True), length)
+    server = ModelServer(classifier, config["model"])
+    dtype = np.float16 if float16 else np.float32
+    bar = progress_bar(len(texts), "text") if show_progress else None
+    states, offsets = encode_texts(server.encode, prep, texts, batch_size, dtype, bar)
+    meta = {"format": CACHE_FORMAT, "version": CACHE_VERSION, "model": config["model"],
+            "hidden_size": int(states.shape[1]), "dtype": np.dtype(dtype).name,
+            "max_seq_length": int(length), "lower_case": bool(prep.lower_case),
+            "model_fingerprint": model_fingerprint(model_dir)}
+    size = write_cache(output_path, StateCache(ids, offsets, states, meta))
+    return {"texts": len(ids), "pieces": int(offsets[-1]), "dtype": meta["dtype"],
+            "bytes": size, "path": output_path}
+
+
+def human_size(n):
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{n} B"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from virt_tf.cli import run_cli  # pylint: disable=import-outside-toplevel
+    return run_cli(_encode)
+
+
+def _encode():
+    for name in ("model_dir", "input", "output"):
+        if not getattr(FLAGS, name):
+            raise ValueError(f"--{name} is required")
+    result = encode_file(FLAGS.model_dir, FLAGS.input, FLAGS.output, FLAGS.float16,
+                         FLAGS.batch_size, FLAGS.max_seq_length)
+    logging.info("encoded %s", result)
+    print(f"wrote {result['texts']} texts ({result['pieces']} word-piece states, "
+          f"{result['dtype']}) to {result['path']}: {human_size(result['bytes'])} "
+          f"({result['bytes'] / result['texts']:.0f} bytes a text)")
+    return 0
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)
+    sys.exit(0)
