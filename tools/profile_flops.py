@@ -277,7 +277,8 @@ def format_table(results, encoder_name=""):
         lines += ["", "offline encode (siamese/virt, once a text, cacheable):"]
         for what, e in results["offline_encode"].items():
             lines.append(f"  {what:<8}{e['positions']:>4} positions: "
-                         f"{format_flops(e['flops_per_text'])} FLOPs/text, {e['latency_ms_per_text']:.2f} ms/text "
+                         f"{format_flops(e['flops_per_text'])} FLOPs/text, "
+                         f"{e['latency_ms_per_text']:.2f} ms/text "
                          f"(batch of {results['batch_size']}: {e['batch_latency_ms']:.1f} ms)")
     return "\n".join(lines)
 

@@ -17,8 +17,11 @@ run() {  # name, extra flags...
   grep -h "accuracy" "runs/rte/$name.log" | tail -1
 }
 mkdir -p runs/rte
-# alpha sweep (selection on the held-out 10% of train, reported as metrics.json 'tune')
-for a in 0.1 1 3 10; do run "virt_a${a}_s0" --model=virt --virt_alpha=$a --seed=0; done
+# most informative first: VIRT vs Siamese at seed 0, then the alpha sweep (selection on the
+# held-out 10% of train, metrics.json 'tune'), the ablations, more seeds, the released-code form.
+run "virt_a1_s0" --model=virt --virt_alpha=1 --seed=0
+run "siamese_s0" --model=siamese --seed=0
+for a in 0.1 10 3; do run "virt_a${a}_s0" --model=virt --virt_alpha=$a --seed=0; done
 BEST=$(python - <<'PY'
 import json
 best = max(((json.load(open(f"runs/rte/virt_a{a}_s0/metrics.json"))["tune"]["accuracy"], a)
@@ -28,9 +31,11 @@ PY
 )
 echo "best alpha on tune: $BEST"
 echo "$BEST" > runs/rte/best_alpha.txt
-for s in 0 1 2; do run "siamese_s$s" --model=siamese --seed=$s; done
-for s in 1 2; do run "virt_a${BEST}_s$s" --model=virt --virt_alpha=$BEST --seed=$s; done
 run "wo_virt_s0" --model=virt --virt_alpha=0 --seed=0
 run "wo_virta_s0" --model=virt --virt_head=simple --virt_alpha=$BEST --seed=0
+for s in 1 2; do
+  run "siamese_s$s" --model=siamese --seed=$s
+  run "virt_a${BEST}_s$s" --model=virt --virt_alpha=$BEST --seed=$s
+done
 run "virt_codeform_s0" --model=virt --virt_alpha=$BEST --fusion=code --pool_padding --seed=0
 echo "== $(date +%T) done"

@@ -5,6 +5,7 @@ non-finite loss, a stage directory that cannot be resumed, a missing file)
 prints a single line `error: ...` on stderr, never a traceback, and exits with
 code 2. Anything else is a bug and keeps its traceback.
 """
+import gc
 import sys
 
 from absl import logging
@@ -45,5 +46,11 @@ def run_cli(fn):
         return fn() or 0
     except user_error_types() as e:
         logging.debug("user error", exc_info=True)
-        print(f"error: {one_line(e)}", file=sys.stderr, flush=True)
-        sys.exit(EXIT_USER_ERROR)
+        message = one_line(e)
+    # Objects of the failed run (a half-restored checkpoint...) may log warnings when
+    # they are collected; let them do so now so that the error is the last line.
+    gc.collect()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    sys.exit(EXIT_USER_ERROR)

@@ -96,7 +96,7 @@ class CacheIndex:
 
 
 def pad_batch(index, locations, hidden):
-    """Cached states of a batch -> float32 `[batch, max_len, hidden]` and int32 mask `[batch, max_len]`."""
+    """Cached states of a batch -> float32 `[batch, max_len, hidden]`, int32 mask `[batch, max_len]`."""
     lengths = [index.length(loc) for loc in locations]
     states = np.zeros((len(locations), max(lengths), hidden), np.float32)
     mask = np.zeros((len(locations), max(lengths)), np.int32)

@@ -3,9 +3,9 @@
 Two `tf.Module`s with fixed input signatures wrap a trained classifier:
 
 * `ModelServer`: token ids in, probabilities out. No tensorflow-text op enters
-  its graph, so a released TF Serving binary (which embeds its own, older
-  tensorflow-text) can load it. For a representation model (siamese, virt) it
-  has three functions:
+  its graph, so a released TF Serving binary (which embeds the ops of one
+  tensorflow-text release, not necessarily ours) can load it. For a
+  representation model (siamese, virt) it has three functions:
 
   - ``encode``: one text's ids -> ``states`` `[batch, seq, hidden]` float32
     (the last-layer states) and ``mask`` `[batch, seq]` int32: the offline part;
@@ -129,7 +129,8 @@ class ModelServer(tf.Module):
 
     # -- the functions (shapes in the module docstring) ---------------------------------
     def _encode(self, input_word_ids, input_mask, input_type_ids):
-        """`[batch, seq]` ids of one text -> ``states`` `[batch, seq, H]`, ``mask`` `[batch, seq]`."""
+        """Ids `[batch, seq]` of one text -> ``states`` `[batch, seq, H]`, ``mask``
+        `[batch, seq]`."""
         out = self.classifier.encode(_packing(input_word_ids, input_mask, input_type_ids),
                                      training=False)
         return {"states": out["sequence_output"], "mask": tf.identity(input_mask)}
@@ -319,7 +320,8 @@ class ExportedModel:
                 "input_type_ids" + suffix: type_ids}
 
     def encode(self, input_word_ids, input_mask, input_type_ids=None):
-        """Ids `[batch, seq]` of one text -> ``states`` `[batch, seq, H]`, ``mask`` `[batch, seq]`."""
+        """Ids `[batch, seq]` of one text (type ids default to 0) -> ``states``
+        `[batch, seq, H]` and ``mask`` `[batch, seq]` (numpy)."""
         self._need_dual("encode")
         out = self.signatures["encode"](**self._packing(input_word_ids, input_mask,
                                                         input_type_ids))

@@ -10,6 +10,13 @@
 
 Defaults come from configs/base.yaml and configs/tasks/<task>.yaml; a flag
 given on the command line overrides them.
+
+Reliability: a killed run (SIGKILL included) resumes from its last checkpoint
+(every ``--checkpoint_steps``) when the same command is run again, with the
+same data order and dropout, so it ends where an uninterrupted run of the same
+``--seed`` ends; a finished teacher stage is reused, not trained again. Bad
+input (data, config, checkpoints) and a NaN/Inf loss end with one line
+``error: ...`` on stderr and exit code 2.
 """
 import os
 import sys
@@ -135,6 +142,14 @@ def _train():
         raise ConfigError("--model_dir is required")
     if FLAGS.debug_nan_at_step is not None and FLAGS.debug_nan_at_step < 1:
         raise ConfigError(f"--debug_nan_at_step must be >= 1, got {FLAGS.debug_nan_at_step}")
+    teacher_config = os.path.join(FLAGS.teacher_dir or "", "model_config.json")
+    if FLAGS.teacher_dir and FLAGS.model != "cross" and not os.path.isfile(teacher_config):
+        raise ConfigError(f"--teacher_dir {FLAGS.teacher_dir}: no model_config.json "
+                          "(not a trained model directory)")
+    if FLAGS.init_checkpoint and not FLAGS.encoder_preset and not (
+            os.path.exists(FLAGS.init_checkpoint) or
+            os.path.exists(FLAGS.init_checkpoint + ".index")):
+        raise ConfigError(f"--init_checkpoint {FLAGS.init_checkpoint}: checkpoint not found")
     cfg = resolve_config()
     task = make_task(cfg)
     data = load_data(cfg, task)

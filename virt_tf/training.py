@@ -241,12 +241,17 @@ def run_stage(model_name, directory, cfg, data, pretrained, preprocessor, teache
     optimizer.build(classifier.trainable_variables)
 
     ckpt = make_checkpoint(classifier, optimizer)
+    ckpt_dir = os.path.join(directory, "checkpoints")
     try:
-        manager = tf.train.CheckpointManager(ckpt, os.path.join(directory, "checkpoints"),
-                                             max_to_keep=MAX_TO_KEEP)
-    except Exception as e:  # a `checkpoint` state file that is not a checkpoint state
-        raise StageError(f"{os.path.join(directory, 'checkpoints')}: not a checkpoint "
-                         f"directory of this program: {_first_line(e)}") from e
+        manager = tf.train.CheckpointManager(ckpt, ckpt_dir, max_to_keep=MAX_TO_KEEP)
+    except (ValueError, tf.errors.OpError) as e:
+        raise StageError(f"{ckpt_dir}: not a checkpoint directory of this program: "
+                         f"{_first_line(e)}") from e
+    if manager.latest_checkpoint is None and os.path.exists(os.path.join(ckpt_dir, "checkpoint")):
+        # TensorFlow ignores an unparsable state file and would start over silently.
+        raise StageError(f"{ckpt_dir}: not a checkpoint directory of this program (its "
+                         "'checkpoint' file is not a TensorFlow checkpoint state); use "
+                         "another --model_dir")
     run_info = {"model": model_name, "epochs": epochs, "steps_per_epoch": spe,
                 "total_steps": total, "train_examples": len(data["train"])}
     _check_stage_file(directory, dict(run_info, batch_size=batch_size, seed=seed),
@@ -281,7 +286,8 @@ def run_stage(model_name, directory, cfg, data, pretrained, preprocessor, teache
         if guard.bad:
             kept = (f"the last good checkpoint {manager.latest_checkpoint} stays the latest"
                     if manager.latest_checkpoint else "no checkpoint was saved before it")
-            raise NumericalError(f"{directory}: training stopped: {guard.bad}; {kept}")
+            raise NumericalError(f"{directory}: training stopped: {guard.bad}; {kept} "
+                                 "(a lower --learning_rate or a clipnorm may help)")
         new_start = int(optimizer.iterations.numpy())
         if new_start == start:
             raise StageError(f"{directory}: no progress at step {start}")
