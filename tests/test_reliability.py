@@ -1,10 +1,11 @@
 """Reliability: resume after SIGKILL, NaN stops, complete checkpoints, safe loading.
 
 The kill test runs the two-stage pipeline (teacher, then VIRT student) on a
-tiny encoder in a subprocess, kills it with SIGKILL at several points (once in
-the teacher stage, once in the student stage, aiming at the middle of a
-checkpoint save), fakes a torn save on disk, reruns the same command and
-compares the result with an uninterrupted run of the same seed.
+tiny encoder in a subprocess and kills it with SIGKILL at three points: in the
+teacher stage mid-epoch, in the student stage in the middle of a checkpoint
+save, and while the finished student writes its model files. It also fakes a
+torn checkpoint on disk. After each kill the same command is run again; the
+end result is compared with an uninterrupted run of the same seed.
 """
 import glob
 import json
@@ -58,12 +59,14 @@ def _saving_step(stage_dir):
     return None
 
 
-def _run_and_kill(command, repo_dir, log_path, stage_dir, at_step, during_save=False):
+def _run_and_kill(command, repo_dir, log_path, stage_dir, at_step, during_save=False,
+                  when_file=None):
     """Start ``command``; SIGKILL it once ``stage_dir`` has a checkpoint of ``at_step``.
 
     With ``during_save`` it aims at the middle of a save (a checkpoint of step
-    >= ``at_step`` being written), falling back to the step after. Returns
-    whether the kill landed while a save was being written.
+    >= ``at_step`` being written), falling back to the step after; with
+    ``when_file`` it kills as soon as that file appears. Returns whether the
+    kill landed while a checkpoint was being written.
     """
     with open(log_path, "w", encoding="utf-8") as log:
         proc = subprocess.Popen(command, cwd=repo_dir, env=_env(repo_dir), stdout=log,
@@ -72,6 +75,11 @@ def _run_and_kill(command, repo_dir, log_path, stage_dir, at_step, during_save=F
         deadline = time.time() + 240
         try:
             while proc.poll() is None and time.time() < deadline:
+                if when_file is not None:
+                    if os.path.exists(when_file):
+                        break
+                    time.sleep(0.002)
+                    continue
                 saving = _saving_step(stage_dir) if during_save else None
                 if saving is not None and saving >= at_step:
                     mid_save = True
@@ -185,10 +193,18 @@ def _kill_and_resume(tmp_path, repo_dir, data, run_dir, teacher_dir):
     teacher_mtime = os.stat(teacher_dir / "metrics.json").st_mtime_ns
     teacher_ckpt = _latest_step(str(teacher_dir))
 
+    # Kill point 3: while the finished student writes its model files.
+    _run_and_kill(command, repo_dir, tmp_path / "kill3.log", str(run_dir), 8,
+                  when_file=str(run_dir / "model.weights.h5"))
+    log3 = (tmp_path / "kill3.log").read_text(encoding="utf-8")
+    assert f"resuming {run_dir} at step {student_at} of 8" in log3
+    assert _latest_step(str(run_dir)) == 8 and not (run_dir / "metrics.json").exists()
+    assert f"{teacher_dir}: finished earlier, reusing it" in log3
+
     final = _run(command, repo_dir)
     assert final.returncode == 0, final.stderr[-3000:]
     assert f"{teacher_dir}: finished earlier, reusing it" in final.stderr
-    assert f"resuming {run_dir} at step {student_at} of 8" in final.stderr
+    assert f"resuming {run_dir} at step 8 of 8" in final.stderr
     # The teacher was not trained again.
     assert os.stat(teacher_dir / "metrics.json").st_mtime_ns == teacher_mtime
     assert _latest_step(str(teacher_dir)) == teacher_ckpt == 8
@@ -293,6 +309,12 @@ def test_checkpoint_restores_weights_adam_state_and_dropout_rng(tmp_path):
     plain = tf.train.Checkpoint(model=trained, optimizer=opt).save(str(tmp_path / "plain"))
     names = [n for n, _ in tf.train.list_variables(plain)]
     assert not any("seed" in n or n.startswith("model_state/") for n in names)
+    # Such checkpoints (written before model_state existed) still resume, with a warning.
+    legacy, legacy_opt = _tiny_cross(seed=3)
+    restore_checkpoint(legacy, legacy_opt, plain)
+    assert int(legacy_opt.iterations.numpy()) == 4
+    for a, b in zip(trained.trainable_variables, legacy.trainable_variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
 
 
 def test_keras_format_round_trips_with_safe_mode(tmp_path):

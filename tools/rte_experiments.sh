@@ -21,6 +21,7 @@ mkdir -p runs/rte
 # held-out 10% of train, metrics.json 'tune'), the ablations, more seeds, the released-code form.
 run "virt_a1_s0" --model=virt --virt_alpha=1 --seed=0
 run "siamese_s0" --model=siamese --seed=0
+run "wo_virt_s0" --model=virt --virt_alpha=0 --seed=0
 for a in 0.1 10 3; do run "virt_a${a}_s0" --model=virt --virt_alpha=$a --seed=0; done
 BEST=$(python - <<'PY'
 import json
@@ -31,7 +32,6 @@ PY
 )
 echo "best alpha on tune: $BEST"
 echo "$BEST" > runs/rte/best_alpha.txt
-run "wo_virt_s0" --model=virt --virt_alpha=0 --seed=0
 run "wo_virta_s0" --model=virt --virt_head=simple --virt_alpha=$BEST --seed=0
 for s in 1 2; do
   run "siamese_s$s" --model=siamese --seed=$s

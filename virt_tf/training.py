@@ -101,8 +101,7 @@ class StepCheckpoint(keras.callbacks.Callback):
         self.manager = manager
         self.every = every
         self.guard = guard
-
-        self._last = -1
+        self._last = -1  # step of the last save, not to save twice at an epoch end
 
     def _save(self):
         if self.guard.bad:  # never save weights that produced a non-finite loss

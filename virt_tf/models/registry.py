@@ -115,13 +115,15 @@ def load_keras(path):
         build_now(model)
         model.load_weights(path)
     except (OSError, ValueError, TypeError, KeyError) as e:
-        raise CheckpointError(f"{path}: cannot load this Keras file: {_first_line(e)}") from e
+        raise CheckpointError(f"{path}: cannot load this Keras file: {_summary(e)}") from e
     return model
 
 
-def _first_line(error):
-    lines = [l.strip() for l in str(error).splitlines() if l.strip()]
-    return lines[0] if lines else type(error).__name__
+def _summary(error, limit=400):
+    """``error``'s message on one line (Keras spreads the useful part over several)."""
+    text = " ".join(l.strip() for l in str(error).splitlines() if l.strip())
+    text = text or type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def read_model_config(directory):
@@ -134,7 +136,7 @@ def read_model_config(directory):
         with open(path, encoding="utf-8") as f:
             config = json.load(f)
     except ValueError as e:  # invalid JSON or bytes that are not UTF-8
-        raise CheckpointError(f"{path}: not a model config ({_first_line(e)})") from e
+        raise CheckpointError(f"{path}: not a model config ({_summary(e)})") from e
     if not isinstance(config, dict) or config.get("model") not in MODELS or \
             not isinstance(config.get("classifier"), dict):
         raise CheckpointError(f"{path}: not a model config of this program (needs \"model\" "
@@ -156,7 +158,7 @@ def load_classifier(directory):
         classifier = build_now(cls(name=config["model"], **options))
     except (TypeError, ValueError, KeyError) as e:
         raise CheckpointError(f"{os.path.join(directory, MODEL_CONFIG)}: cannot build the "
-                              f"model it describes: {_first_line(e)}") from e
+                              f"model it describes: {_summary(e)}") from e
     weights = os.path.join(directory, WEIGHTS)
     if not os.path.exists(weights):
         raise CheckpointError(f"{weights}: file not found (an unfinished model directory?)")
@@ -164,5 +166,5 @@ def load_classifier(directory):
         classifier.load_weights(weights)
     except (OSError, ValueError, KeyError) as e:
         raise CheckpointError(f"{weights}: does not fit the model of {MODEL_CONFIG}: "
-                              f"{_first_line(e)}") from e
+                              f"{_summary(e)}") from e
     return classifier, config
