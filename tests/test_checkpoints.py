@@ -200,3 +200,10 @@ def test_assign_into_fresh_encoder_changes_output(tiny_config):
     ids = tf.constant([[2, 5, 6, 3]])
     inputs = {"input_word_ids": ids, "input_mask": tf.ones_like(ids)}
     np.testing.assert_array_equal(a(inputs)["sequence_output"], b(inputs)["sequence_output"])
+
+
+def test_invalid_config_json_names_the_file(tmp_path, small_vocab):
+    (tmp_path / "config.json").write_text("{not json")
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    with pytest.raises(ck.CheckpointError, match="config.json"):
+        ck.read_pretrained(str(tmp_path))

@@ -120,3 +120,12 @@ def test_save_and_load_roundtrip(tmp_path, tiny_config, batch, small_vocab):
         loaded, cfg = registry.load_classifier(str(tmp_path / name))
         assert cfg["model"] == name
         np.testing.assert_allclose(loaded(batch[0]), clf(batch[0]), atol=1e-6)
+
+
+def test_plain_keras_load_restores_every_weight(tmp_path, tiny_config, batch):
+    for name in ("cross", "virt"):
+        clf = registry.build_now(registry.build_classifier(name, tiny_config, 2))
+        path = str(tmp_path / f"{name}.keras")
+        clf.save(path)
+        loaded = keras.saving.load_model(path, safe_mode=True, compile=False)
+        np.testing.assert_allclose(loaded(batch[0]), clf(batch[0]), atol=1e-6)

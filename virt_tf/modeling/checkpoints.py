@@ -354,7 +354,11 @@ def read_pretrained(path=None, lower_case=None):
     if not os.path.exists(path) and not os.path.exists(path + ".index"):
         raise CheckpointError(f"{path}: checkpoint not found")
     directory = path if os.path.isdir(path) else os.path.dirname(path)
-    config = EncoderConfig.from_json(_find_config(directory))
+    config_file = _find_config(directory)
+    try:
+        config = EncoderConfig.from_json(config_file)
+    except (ValueError, TypeError) as e:  # invalid JSON, a bad field, an unsupported activation
+        raise CheckpointError(f"{config_file}: not a usable BERT config ({e})") from e
     vocab = os.path.join(directory, "vocab.txt")
     if not os.path.exists(vocab):
         raise CheckpointError(f"{directory}: no vocab.txt beside the checkpoint")

@@ -3,6 +3,7 @@ import keras
 
 from virt_tf.modeling.encoder import BertEncoder, EncoderConfig
 from virt_tf.modeling.layers.pooling import masked_mean
+from virt_tf.models.inputs import dummy_features
 
 
 @keras.saving.register_keras_serializable(package="virt_tf")
@@ -36,6 +37,11 @@ class CrossEncoderClassifier(keras.Model):
 
     def call(self, features, training=False):
         return self.forward(features, training=training)["logits"]
+
+    def build_from_config(self, config):
+        """Create the variables (Keras-format loading) by one call on placeholder ids."""
+        del config
+        self(dummy_features(), training=False)
 
     def get_config(self):
         return {"encoder_config": self.encoder_config.to_dict(), "num_labels": self.num_labels,

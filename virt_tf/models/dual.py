@@ -5,6 +5,7 @@ from virt_tf.modeling.encoder import BertEncoder, EncoderConfig
 from virt_tf.modeling.layers.fusion import FusionClassifier
 from virt_tf.modeling.layers.interaction import VirtAdaptedInteraction
 from virt_tf.modeling.layers.pooling import masked_mean
+from virt_tf.models.inputs import dummy_features
 
 HEADS = ("adapted", "simple")
 
@@ -72,6 +73,11 @@ class DualEncoderClassifier(keras.Model):
 
     def call(self, features, training=False):
         return self.forward(features, training=training)["logits"]
+
+    def build_from_config(self, config):
+        """Create the variables (Keras-format loading) by one call on placeholder ids."""
+        del config
+        self(dummy_features(), training=False)
 
     def get_config(self):
         return {"encoder_config": self.encoder_config.to_dict(), "num_labels": self.num_labels,

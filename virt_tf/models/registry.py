@@ -19,6 +19,7 @@ import tensorflow as tf
 from virt_tf.modeling.checkpoints import CheckpointError
 from virt_tf.models.cross import CrossEncoderClassifier
 from virt_tf.models.dual import DualEncoderClassifier
+from virt_tf.models.inputs import dummy_features  # noqa: F401 (re-exported)
 
 MODEL_CONFIG = "model_config.json"
 WEIGHTS = "model.weights.h5"
@@ -51,13 +52,6 @@ def build_classifier(name, encoder_config, num_labels, cfg=None):
                "dropout_rate": cfg.get("dropout_rate", 0.1)}
     options.update(fixed)
     return cls(encoder_config, num_labels, name=name, **options)
-
-
-def dummy_features(batch=2, seq=5):
-    ids = tf.ones((batch, seq), tf.int32) * 100
-    packing = {"input_word_ids": ids, "input_mask": tf.ones_like(ids),
-               "input_type_ids": tf.zeros_like(ids)}
-    return {"pair": packing, "text_a": packing, "text_b": packing}
 
 
 def build_now(classifier):
