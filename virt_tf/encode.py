@@ -74,11 +74,14 @@ def _lines(path):
     return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
-def read_texts(path):
-    """Rows of ``path`` -> ``(ids, texts)``, two lists of str in file order."""
-    lines = _lines(path)
-    ids, texts = [], []
-    for number, line in enumerate(lines, 1):
+def iter_rows(path, header):
+    """Yield ``(where, row)`` for each row of a JSONL or two-column TSV file.
+
+    JSONL rows come as parsed objects; TSV rows as their two fields, a first line
+    equal to ``header`` being skipped. Empty rows, bad JSON and wrong column counts
+    raise `DataError` naming file and line.
+    """
+    for number, line in enumerate(_lines(path), 1):
         where = f"{path}:{number}"
         if not line.strip():
             raise _data_error(f"{where}: empty row")
@@ -87,20 +90,30 @@ def read_texts(path):
                 row = json.loads(line)
             except json.JSONDecodeError as e:
                 raise _data_error(f"{where}: invalid JSON ({e.msg})") from e
+            yield where, row
+            continue
+        fields = line.split("\t")
+        if len(fields) != 2:
+            raise _data_error(f"{where}: expected 2 tab-separated fields "
+                              f"({', '.join(header)}), got {len(fields)}")
+        if number == 1 and fields == list(header):
+            continue
+        yield where, fields
+
+
+def read_texts(path):
+    """Rows of ``path`` -> ``(ids, texts)``, two lists of str in file order."""
+    ids, texts = [], []
+    for where, row in iter_rows(path, ("id", "text")):
+        if isinstance(row, list):
+            text_id, text = row
+        else:
             if not isinstance(row, dict) or not isinstance(row.get("text"), str):
                 raise _data_error(f"{where}: expected an object with a string \"text\"")
-            text_id = row.get("id", number)
+            text_id = row.get("id", int(where.rsplit(":", 1)[1]))
             if not isinstance(text_id, (str, int)) or isinstance(text_id, bool):
                 raise _data_error(f"{where}: \"id\" must be a string or an integer")
             text_id, text = str(text_id), row["text"]
-        else:
-            fields = line.split("\t")
-            if len(fields) != 2:
-                raise _data_error(f"{where}: expected 2 tab-separated fields (id, text), "
-                                  f"got {len(fields)}")
-            if number == 1 and fields == ["id", "text"]:
-                continue
-            text_id, text = fields
         if not text_id:
             raise _data_error(f"{where}: empty id")
         ids.append(text_id)

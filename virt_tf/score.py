@@ -43,28 +43,14 @@ def _data_error(message):
 
 def read_pairs(path):
     """Rows of ``path`` -> list of ``(line_number, id_a, id_b)``."""
-    from virt_tf.encode import _lines  # pylint: disable=import-outside-toplevel
+    from virt_tf.encode import iter_rows  # pylint: disable=import-outside-toplevel
     pairs = []
-    for number, line in enumerate(_lines(path), 1):
-        where = f"{path}:{number}"
-        if not line.strip():
-            raise _data_error(f"{where}: empty row")
-        if path.endswith(".jsonl"):
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise _data_error(f"{where}: invalid JSON ({e.msg})") from e
+    for where, row in iter_rows(path, ("id_a", "id_b")):
+        if not isinstance(row, list):
             if not isinstance(row, dict) or "id_a" not in row or "id_b" not in row:
                 raise _data_error(f"{where}: expected an object with \"id_a\" and \"id_b\"")
-            fields = [str(row["id_a"]), str(row["id_b"])]
-        else:
-            fields = line.split("\t")
-            if len(fields) != 2:
-                raise _data_error(f"{where}: expected 2 tab-separated fields (id_a, id_b), "
-                                  f"got {len(fields)}")
-            if number == 1 and fields == ["id_a", "id_b"]:
-                continue
-        pairs.append((number, fields[0], fields[1]))
+            row = [str(row["id_a"]), str(row["id_b"])]
+        pairs.append((int(where.rsplit(":", 1)[1]), row[0], row[1]))
     if not pairs:
         raise _data_error(f"{path}: no pairs")
     return pairs
