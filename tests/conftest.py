@@ -46,3 +46,26 @@ def small_vocab(tmp_path):
     path = tmp_path / "vocab.txt"
     path.write_text("\n".join(words) + "\n", encoding="utf-8")
     return str(path)
+
+
+def save_tiny_classifier(directory, model_name, vocab_file, max_seq_length, seed=1,
+                         labels=("entailment", "not_entailment")):
+    """A tiny random model saved like training does (used by the export and cache tests).
+
+    Seeded through Keras (its initializers ignore `tf.random.set_seed`); the
+    init is wider than BERT's so that probabilities differ across pairs, yet
+    not so wide that the softmax saturates.
+    """
+    import keras
+    from virt_tf.modeling.encoder import EncoderConfig
+    from virt_tf.models import registry
+
+    keras.utils.set_random_seed(seed)
+    config = EncoderConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=4,
+                           intermediate_size=24, max_position_embeddings=64,
+                           initializer_range=0.2)
+    classifier = registry.build_now(registry.build_classifier(model_name, config, 2))
+    meta = {"task": "rte", "labels": list(labels), "metrics": ["accuracy"], "lower_case": True,
+            "max_seq_length": max_seq_length}
+    registry.save_classifier(str(directory), model_name, classifier, meta, vocab_file)
+    return classifier

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import save_tiny_classifier  # noqa: E402
+
 LABELS = ["entailment", "not_entailment"]
 MAX_SEQ = 24
 PAIRS = [
@@ -25,25 +27,8 @@ def _env():
 
 
 def save_tiny(directory, model_name, vocab_file):
-    """A tiny random model saved like training does.
-
-    Seeded through Keras (its initializers ignore `tf.random.set_seed`); the
-    init is wider than BERT's so that probabilities differ across pairs, yet
-    not so wide that the softmax saturates.
-    """
-    import keras
-    from virt_tf.modeling.encoder import EncoderConfig
-    from virt_tf.models import registry
-
-    keras.utils.set_random_seed(1)
-    config = EncoderConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=4,
-                           intermediate_size=24, max_position_embeddings=64,
-                           initializer_range=0.2)
-    classifier = registry.build_now(registry.build_classifier(model_name, config, 2))
-    meta = {"task": "rte", "labels": LABELS, "metrics": ["accuracy"], "lower_case": True,
-            "max_seq_length": MAX_SEQ}
-    registry.save_classifier(str(directory), model_name, classifier, meta, vocab_file)
-    return classifier
+    """A tiny random model saved like training does (see conftest)."""
+    return save_tiny_classifier(directory, model_name, vocab_file, MAX_SEQ, 1, LABELS)
 
 
 @pytest.fixture(scope="module")
