@@ -157,6 +157,22 @@ def test_model_garden_checkpoint_roundtrip(tmp_path, tiny_config, small_vocab):
     assert pre.fmt == "model_garden"
 
 
+@pytest.mark.parametrize("model_name", ["cross", "virt"])
+def test_trained_model_directory_starts_another_task(tmp_path, small_vocab, model_name):
+    """A classifier directory of this package (e.g. an MNLI teacher) gives its encoder,
+    not its head, as the starting point of another task."""
+    from conftest import save_tiny_classifier
+    d = tmp_path / model_name
+    classifier = save_tiny_classifier(d, model_name, small_vocab, max_seq_length=32)
+    canon = {n: v.numpy() for n, v in ck.encoder_variables(classifier.encoder).items()}
+    pre = _assert_loaded(str(d), canon)
+    assert pre.fmt == "virt_tf" and pre.lower_case
+    assert pre.config.hidden_size == 16 and os.path.samefile(pre.vocab_file, d / "vocab.txt")
+    os.remove(d / "model.weights.h5")
+    with pytest.raises(ck.CheckpointError, match="model.weights.h5"):
+        ck.read_pretrained(str(d))
+
+
 def test_default_checkpoint_is_minilm():
     pre = ck.read_pretrained()
     assert pre.fmt == "hf" and pre.config.hidden_size == 384 and pre.config.num_hidden_layers == 6

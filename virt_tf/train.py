@@ -33,7 +33,9 @@ flags.DEFINE_string("data_dir", None, "Task files in the official layout; "
 flags.DEFINE_string("model_dir", None, "Output directory (required).")
 flags.DEFINE_string("teacher_dir", None, "A trained cross-encoder to reuse as the teacher.")
 flags.DEFINE_string("init_checkpoint", None, "Pretrained BERT: HF directory, TF1 BERT checkpoint "
-                    "or Model Garden checkpoint. Default: the MiniLM-L6 package.")
+                    "or Model Garden checkpoint, or a model directory trained by "
+                    "virt_tf (its encoder; intermediate fine-tuning such as MNLI before RTE). "
+                    "Default: the MiniLM-L6 package.")
 flags.DEFINE_string("encoder_preset", None, "Random-init encoder of configs/presets/NAME.yaml "
                     "instead of pretrained weights (tests, cost benchmarks).")
 flags.DEFINE_string("vocab_file", None, "Vocabulary for --encoder_preset (default: the "
