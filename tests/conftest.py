@@ -69,3 +69,13 @@ def save_tiny_classifier(directory, model_name, vocab_file, max_seq_length, seed
             "max_seq_length": max_seq_length}
     registry.save_classifier(str(directory), model_name, classifier, meta, vocab_file)
     return classifier
+
+
+def read_h5_weights(path):
+    """Every array of a Keras ``.weights.h5`` file, by its path inside the file."""
+    import h5py  # pylint: disable=import-outside-toplevel
+    out = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, obj: out.__setitem__(name, obj[()])
+                     if isinstance(obj, h5py.Dataset) else None)
+    return out

@@ -11,6 +11,7 @@ import sys
 
 import numpy as np
 
+from conftest import read_h5_weights  # noqa: E402
 from virt_tf.data import pipeline, tasks
 
 TIMING_KEYS = {"train_seconds", "eval_seconds", "wall_seconds"}
@@ -72,15 +73,6 @@ def test_seed_fixes_initialisation_and_dropout():
     assert not all(np.array_equal(a, b) for a, b in zip(w1, w3))
 
 
-def _weights(path):
-    import h5py  # pylint: disable=import-outside-toplevel
-    out = {}
-    with h5py.File(path, "r") as f:
-        f.visititems(lambda name, obj: out.__setitem__(name, obj[()])
-                     if isinstance(obj, h5py.Dataset) else None)
-    return out
-
-
 def test_two_cli_runs_with_the_same_seed_give_identical_metrics(tmp_path, repo_dir,
                                                                  shared_data):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=repo_dir)
@@ -95,7 +87,7 @@ def test_two_cli_runs_with_the_same_seed_give_identical_metrics(tmp_path, repo_d
         procs.append((subprocess.Popen(command, cwd=repo_dir, env=env, stdout=log,
                                        stderr=subprocess.STDOUT), log, name))
     for proc, log, name in procs:
-        proc.wait(timeout=300)
+        proc.wait(timeout=900)
         log.close()
         assert proc.returncode == 0, (tmp_path / f"{name}.log").read_text()[-3000:]
     metrics = []
@@ -104,8 +96,8 @@ def test_two_cli_runs_with_the_same_seed_give_identical_metrics(tmp_path, repo_d
             metrics.append({k: v for k, v in json.load(f).items() if k not in TIMING_KEYS})
     assert metrics[0] == metrics[1]  # exactly, the dev loss included
     assert metrics[0]["seed"] == 11 and "loss" in metrics[0] and metrics[0]["total_steps"] == 4
-    wa, wb = _weights(tmp_path / "a" / "model.weights.h5"), _weights(tmp_path / "b" /
-                                                                       "model.weights.h5")
+    wa = read_h5_weights(tmp_path / "a" / "model.weights.h5")
+    wb = read_h5_weights(tmp_path / "b" / "model.weights.h5")
     assert sorted(wa) == sorted(wb) and len(wa) > 20
     for k in wa:
         np.testing.assert_array_equal(wa[k], wb[k], err_msg=k)

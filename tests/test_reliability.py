@@ -19,6 +19,8 @@ import time
 import numpy as np
 import pytest
 
+from conftest import read_h5_weights  # noqa: E402
+
 # 32 examples, batch 8: 4 steps an epoch, 2 epochs, a checkpoint every step.
 COMMON = ["--task=rte", "--encoder_preset=tiny", "--epochs=2", "--max_train_examples=32",
           "--max_eval_examples=16", "--batch_size=8", "--checkpoint_steps=1",
@@ -35,7 +37,7 @@ def _command(model_dir, data_dir, *extra):
             f"--model_dir={model_dir}", *COMMON, *extra]
 
 
-def _run(command, repo_dir, timeout=300):
+def _run(command, repo_dir, timeout=900):
     return subprocess.run(command, cwd=repo_dir, env=_env(repo_dir), capture_output=True,
                           text=True, timeout=timeout)
 
@@ -95,17 +97,8 @@ def _run_and_kill(command, repo_dir, log_path, stage_dir, at_step, during_save=F
     return mid_save
 
 
-def _weights(path):
-    import h5py  # pylint: disable=import-outside-toplevel
-    out = {}
-    with h5py.File(path, "r") as f:
-        f.visititems(lambda name, obj: out.__setitem__(name, obj[()])
-                     if isinstance(obj, h5py.Dataset) else None)
-    return out
-
-
 def _max_weight_diff(a_path, b_path):
-    a, b = _weights(a_path), _weights(b_path)
+    a, b = read_h5_weights(a_path), read_h5_weights(b_path)
     assert sorted(a) == sorted(b) and len(a) > 20
     return max(float(np.max(np.abs(a[k].astype(np.float64) - b[k]))) for k in a)
 
@@ -145,7 +138,7 @@ def test_sigkill_anywhere_then_rerun_matches_an_uninterrupted_run(tmp_path, repo
     try:
         _kill_and_resume(tmp_path, repo_dir, data, run_dir, teacher_dir)
     finally:
-        ref.wait(timeout=300)
+        ref.wait(timeout=900)
         ref_log.close()
     assert ref.returncode == 0, (tmp_path / "ref.log").read_text(encoding="utf-8")[-3000:]
 

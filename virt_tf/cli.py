@@ -54,3 +54,20 @@ def run_cli(fn):
     sys.stderr.flush()
     print(f"error: {message}", file=sys.stderr, flush=True)
     sys.exit(EXIT_USER_ERROR)
+
+
+def require_flags(flag_values, names):
+    """A `ValueError` naming the first of ``names`` that was not given."""
+    for name in names:
+        if not getattr(flag_values, name):
+            raise ValueError(f"--{name} is required")
+
+
+def absl_main(fn):
+    """An absl ``main(argv)`` that refuses stray arguments and runs ``fn`` under `run_cli`."""
+    def main(argv):
+        if len(argv) > 1:
+            from absl import app  # pylint: disable=import-outside-toplevel
+            raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+        return run_cli(fn)
+    return main

@@ -39,6 +39,8 @@ import sys
 import numpy as np
 from absl import app, flags, logging
 
+from virt_tf.cli import absl_main, require_flags
+
 FLAGS = flags.FLAGS
 CACHE_FORMAT = "virt_tf.state_cache"
 CACHE_VERSION = 1
@@ -298,17 +300,10 @@ def human_size(n):
     return f"{n:.1f} GiB"
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from virt_tf.cli import run_cli  # pylint: disable=import-outside-toplevel
-    return run_cli(_encode)
 
 
 def _encode():
-    for name in ("model_dir", "input", "output"):
-        if not getattr(FLAGS, name):
-            raise ValueError(f"--{name} is required")
+    require_flags(FLAGS, ("model_dir", "input", "output"))
     result = encode_file(FLAGS.model_dir, FLAGS.input, FLAGS.output, FLAGS.float16,
                          FLAGS.batch_size, FLAGS.max_seq_length)
     logging.info("encoded %s", result)
@@ -317,6 +312,8 @@ def _encode():
           f"({result['bytes'] / result['texts']:.0f} bytes a text)")
     return 0
 
+
+main = absl_main(_encode)
 
 if __name__ == "__main__":
     define_flags()

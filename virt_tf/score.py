@@ -25,6 +25,8 @@ import sys
 import numpy as np
 from absl import app, flags, logging
 
+from virt_tf.cli import absl_main, require_flags
+
 FLAGS = flags.FLAGS
 
 
@@ -175,23 +177,18 @@ def write_scores(path, pairs, probs, labels):
     os.replace(tmp, path)
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from virt_tf.cli import run_cli  # pylint: disable=import-outside-toplevel
-    return run_cli(_score)
 
 
 def _score():
-    for name in ("model_dir", "cache", "pairs", "output"):
-        if not getattr(FLAGS, name):
-            raise ValueError(f"--{name} is required")
+    require_flags(FLAGS, ("model_dir", "cache", "pairs", "output"))
     pairs, probs, info = score_file(FLAGS.model_dir, FLAGS.cache, FLAGS.pairs, FLAGS.batch_size)
     write_scores(FLAGS.output, pairs, probs, info["labels"])
     print(f"scored {info['pairs']} pairs on cached {'/'.join(info['dtypes'])} states -> "
           f"{FLAGS.output}")
     return 0
 
+
+main = absl_main(_score)
 
 if __name__ == "__main__":
     define_flags()

@@ -1,17 +1,16 @@
 """Representation-based (Siamese) classifiers: one shared encoder, a light online head."""
 import keras
 
-from virt_tf.modeling.encoder import BertEncoder, EncoderConfig
 from virt_tf.modeling.layers.fusion import FusionClassifier
 from virt_tf.modeling.layers.interaction import VirtAdaptedInteraction
 from virt_tf.modeling.layers.pooling import masked_mean
-from virt_tf.models.inputs import dummy_features
+from virt_tf.models.base import EncoderClassifier
 
 HEADS = ("adapted", "simple")
 
 
 @keras.saving.register_keras_serializable(package="virt_tf")
-class DualEncoderClassifier(keras.Model):
+class DualEncoderClassifier(EncoderClassifier):
     """Siamese BERT (`Trm_x = Trm_y`) with an interaction head on cached states.
 
     ``head="adapted"``: VIRT-adapted interaction (Eq. 8) then fusion (Eq. 9),
@@ -28,26 +27,21 @@ class DualEncoderClassifier(keras.Model):
 
     def __init__(self, encoder_config, num_labels, head="adapted", fusion="paper",
                  pool_padding=False, mlp_activation="default", dropout_rate=0.1, **kwargs):
-        super().__init__(**kwargs)
         if head not in HEADS:
             raise ValueError(f"head must be one of {HEADS}, got {head!r}")
-        if isinstance(encoder_config, dict):
-            encoder_config = EncoderConfig.from_dict(encoder_config)
-        self.encoder_config = encoder_config
-        self.num_labels = num_labels
+        super().__init__(encoder_config, num_labels, dropout_rate, **kwargs)
         self.head = head
         self.fusion = fusion
         self.pool_padding = pool_padding
         self.mlp_activation = mlp_activation
-        self.dropout_rate = dropout_rate
         if mlp_activation == "default":
             mlp_activation = None if fusion == "code" else "gelu"
-        self.encoder = BertEncoder(encoder_config, name="encoder")
+        self._make_encoder()
         self.interaction = (VirtAdaptedInteraction(pool_padding, name="interaction")
                             if head == "adapted" else None)
         self.classifier = FusionClassifier(num_labels, form=fusion, activation=mlp_activation,
                                            dropout_rate=dropout_rate,
-                                           initializer_range=encoder_config.initializer_range,
+                                           initializer_range=self.encoder_config.initializer_range,
                                            name="fusion")
 
     def encode(self, text, training=False, return_qk=False):
@@ -71,16 +65,6 @@ class DualEncoderClassifier(keras.Model):
                             out_b["sequence_output"], b["input_mask"], training=training)
         return {"logits": logits, "text_a": out_a, "text_b": out_b}
 
-    def call(self, features, training=False):
-        return self.forward(features, training=training)["logits"]
-
-    def build_from_config(self, config):
-        """Create the variables (Keras-format loading) by one call on placeholder ids."""
-        del config
-        self(dummy_features(), training=False)
-
     def get_config(self):
-        return {"encoder_config": self.encoder_config.to_dict(), "num_labels": self.num_labels,
-                "head": self.head, "fusion": self.fusion, "pool_padding": self.pool_padding,
-                "mlp_activation": self.mlp_activation, "dropout_rate": self.dropout_rate,
-                "name": self.name}
+        return dict(super().get_config(), head=self.head, fusion=self.fusion,
+                    pool_padding=self.pool_padding, mlp_activation=self.mlp_activation)
