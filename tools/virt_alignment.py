@@ -1,0 +1,101 @@
+"""How close each student's virtual attention maps are to the teacher's, layer by layer.
+
+For every student, the L_virt of Eq. 7 (the training loss, content pieces only) is
+computed on a split for each layer alone, and averaged over the pairs. A student trained
+with VIRT should sit below the Siamese baseline; the row ``init`` is the pretrained
+encoder before any training (both towers = the checkpoint named by --init_checkpoint,
+default the MiniLM package).
+
+  python tools/virt_alignment.py --teacher_dir=runs/rte/teacher --data_dir=../shared/data/rte \
+      --student_dirs=runs/rte/siamese_s0,runs/rte/virt_a3_s0 --include_init
+"""
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("teacher_dir", None, "Trained cross-encoder directory.")
+flags.DEFINE_list("student_dirs", [], "Trained Siamese/VIRT model directories.")
+flags.DEFINE_bool("include_init", False, "Add the untrained pretrained encoder as a row.")
+flags.DEFINE_string("init_checkpoint", None, "Checkpoint of the `init` row (default MiniLM).")
+flags.DEFINE_string("data_dir", None, "Task files of the teacher's task.")
+flags.DEFINE_string("split", None, "Split (default: the teacher's eval split).")
+flags.DEFINE_integer("max_examples", 512, "Score the first N pairs of the split.")
+flags.DEFINE_integer("batch_size", 32, "Batch size.")
+flags.DEFINE_string("output", None, "Also write the numbers as JSON here.")
+
+
+def per_layer_virt_loss(teacher, encode_fn, dataset, num_layers):
+    """Mean over pairs of Eq. 7 restricted to each layer: a list of `num_layers` floats."""
+    import numpy as np  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from virt_tf.losses import virt_loss  # pylint: disable=import-outside-toplevel
+
+    @tf.function(reduce_retracing=True)
+    def batch_losses(features):
+        t = teacher.forward(features, return_scores=True)
+        sx = encode_fn(features["text_a"])
+        sy = encode_fn(features["text_b"])
+        return tf.stack([virt_loss(sx["queries"], sx["keys"], sy["queries"], sy["keys"],
+                                   t["scores"], features["text_a"]["input_mask"],
+                                   features["text_b"]["input_mask"], layers=[l])
+                         for l in range(num_layers)])
+
+    sums, count = np.zeros(num_layers), 0
+    for features, labels in dataset:
+        b = int(tf.shape(labels)[0])
+        sums += batch_losses(features).numpy() * b
+        count += b
+    return (sums / max(count, 1)).tolist()
+
+
+def main(argv):
+    del argv
+    from virt_tf.data import tasks  # pylint: disable=import-outside-toplevel
+    from virt_tf.data.pipeline import eval_dataset  # pylint: disable=import-outside-toplevel
+    from virt_tf.data.tokenization import BertPairPreprocessor  # pylint: disable=import-outside-toplevel
+    from virt_tf.modeling.checkpoints import load_encoder  # pylint: disable=import-outside-toplevel
+    from virt_tf.models.registry import load_classifier  # pylint: disable=import-outside-toplevel
+
+    if not FLAGS.teacher_dir:
+        raise app.UsageError("--teacher_dir is required")
+    teacher, tconf = load_classifier(FLAGS.teacher_dir)
+    task = tasks.get_task(tconf["task"])
+    split = FLAGS.split or tconf.get("eval_split", "dev")
+    examples = tasks.read_split(task, FLAGS.data_dir, split)[:FLAGS.max_examples]
+    prep = BertPairPreprocessor(os.path.join(FLAGS.teacher_dir, tconf["vocab_file"]),
+                                tconf["lower_case"], tconf["max_seq_length"])
+    dataset, _ = eval_dataset(examples, prep, FLAGS.batch_size)
+    num_layers = teacher.encoder_config.num_hidden_layers
+
+    rows = {}
+    if FLAGS.include_init:
+        encoder, _ = load_encoder(FLAGS.init_checkpoint)
+        rows["init"] = per_layer_virt_loss(
+            teacher, lambda t: encoder(t, training=False, return_qk=True), dataset, num_layers)
+    for d in FLAGS.student_dirs:
+        student, _ = load_classifier(d)
+        rows[os.path.basename(os.path.normpath(d))] = per_layer_virt_loss(
+            teacher, lambda t, s=student: s.encode(t, training=False, return_qk=True),
+            dataset, num_layers)
+    header = "| student | " + " | ".join(f"layer {l + 1}" for l in range(num_layers)) + " | mean |"
+    print(f"L_virt per layer (Eq. 7 with one layer), {len(examples)} {task.name} {split} pairs, "
+          f"teacher {FLAGS.teacher_dir}")
+    print(header)
+    print("|---" * (num_layers + 2) + "|")
+    for name, values in rows.items():
+        print(f"| {name} | " + " | ".join(f"{v:.3f}" for v in values)
+              + f" | {sum(values) / len(values):.3f} |")
+    if FLAGS.output:
+        with open(FLAGS.output, "w", encoding="utf-8") as f:
+            json.dump({"task": task.name, "split": split, "examples": len(examples),
+                       "teacher": FLAGS.teacher_dir, "per_layer": rows}, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)
