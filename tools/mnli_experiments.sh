@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 DATA=${1:-../shared/data/bench/mnli}
 EPOCHS=${2:-2}
 MAXN=${3:-10000}
-ALPHA=${4:-1}
+ALPHA=${4:-3}
 common=(--task=mnli --data_dir="$DATA" --epochs="$EPOCHS" --max_train_examples="$MAXN" --verbose=2)
 run() {
   local name=$1; shift

@@ -38,4 +38,14 @@ for s in 1 2; do
   run "virt_a${BEST}_s$s" --model=virt --virt_alpha=$BEST --seed=$s
 done
 run "virt_codeform_s0" --model=virt --virt_alpha=$BEST --fusion=code --pool_padding --seed=0
+# MNLI-intermediate teacher (needs runs/mnli/teacher from tools/mnli_experiments.sh): the RTE
+# teacher starts from the MNLI teacher's encoder; then a VIRT student of that stronger teacher.
+if [ -f runs/mnli/teacher/model_config.json ]; then
+  if [ ! -f runs/rte/teacher_mnli_init/metrics.json ]; then
+    python -m virt_tf.train --task=rte --data_dir="$DATA" --model=cross --epochs=4 \
+      --init_checkpoint=runs/mnli/teacher --model_dir=runs/rte/teacher_mnli_init --verbose=2 \
+      > runs/rte/teacher_mnli_init.log 2>&1 || echo "FAILED teacher_mnli_init"
+  fi
+  T=runs/rte/teacher_mnli_init run "virt_a${BEST}_tmnli_s0" --model=virt --virt_alpha=$BEST --seed=0
+fi
 echo "== $(date +%T) done"
