@@ -27,6 +27,7 @@ flags.DEFINE_string("split", None, "Split (default: the teacher's eval split).")
 flags.DEFINE_integer("max_examples", 512, "Score the first N pairs of the split.")
 flags.DEFINE_integer("batch_size", 32, "Batch size.")
 flags.DEFINE_string("output", None, "Also write the numbers as JSON here.")
+flags.DEFINE_string("plot", None, "Also draw the per-layer losses as grouped bars (PNG).")
 
 
 def per_layer_virt_loss(teacher, encode_fn, dataset, num_layers):
@@ -51,6 +52,27 @@ def per_layer_virt_loss(teacher, encode_fn, dataset, num_layers):
         sums += batch_losses(features).numpy() * b
         count += b
     return (sums / max(count, 1)).tolist()
+
+
+def plot_rows(rows, path, title):
+    """Grouped bars: one group a layer, one bar a student."""
+    import matplotlib  # pylint: disable=import-outside-toplevel
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+    import numpy as np  # pylint: disable=import-outside-toplevel
+
+    num_layers = len(next(iter(rows.values())))
+    width = 0.8 / max(len(rows), 1)
+    fig, ax = plt.subplots(figsize=(1.2 * num_layers + 2, 3.2))
+    for i, (name, values) in enumerate(rows.items()):
+        ax.bar(np.arange(num_layers) + i * width, values, width, label=name)
+    ax.set_xticks(np.arange(num_layers) + 0.4 - width / 2)
+    ax.set_xticklabels([f"layer {l + 1}" for l in range(num_layers)])
+    ax.set_ylabel("L_virt (Eq. 7, one layer)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 def main(argv):
@@ -90,6 +112,9 @@ def main(argv):
     for name, values in rows.items():
         print(f"| {name} | " + " | ".join(f"{v:.3f}" for v in values)
               + f" | {sum(values) / len(values):.3f} |")
+    if FLAGS.plot:
+        plot_rows(rows, FLAGS.plot, f"student vs teacher maps, {len(examples)} {task.name} "
+                                    f"{split} pairs")
     if FLAGS.output:
         with open(FLAGS.output, "w", encoding="utf-8") as f:
             json.dump({"task": task.name, "split": split, "examples": len(examples),
