@@ -2,7 +2,9 @@
 
 Run directories named `<group>_s<seed>` are grouped; every directory holding a
 `metrics.json` counts. Usage:
-  python tools/summarize_runs.py runs/rte [--metric accuracy] [--split dev]
+  python tools/summarize_runs.py runs/rte [--metric accuracy] [--gap teacher,siamese]
+
+mean ± spread is the mean and the sample standard deviation over the seeds.
 """
 import argparse
 import json
@@ -36,16 +38,27 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root")
     parser.add_argument("--metric", default="accuracy")
+    parser.add_argument("--gap", default="teacher,siamese",
+                        help="TOP,BOTTOM groups: add the share of the BOTTOM-to-TOP gap "
+                             "each run closes (mean accuracies), when both groups exist")
     args = parser.parse_args()
     rows = collect(args.root)
-    print(f"| run | seeds | {args.metric} (%) | tune {args.metric} (%) | epochs | train s / run |")
-    print("|---|---|---|---|---|---|")
+    top, bottom = (args.gap.split(",") + [""])[:2]
+    mean = lambda g: statistics.mean(m[args.metric] for m in rows[g])  # noqa: E731
+    gap = (mean(top), mean(bottom)) if top in rows and bottom in rows else None
+    print(f"| run | seeds | {args.metric} (%) | tune {args.metric} (%) | epochs | train s / run |"
+          + (f" {bottom}->{top} gap closed |" if gap else ""))
+    print("|---|---|---|---|---|---|" + ("---|" if gap else ""))
     for group in sorted(rows):
         ms = rows[group]
         tune = [m["tune"][args.metric] for m in ms if "tune" in m]
-        print(f"| {group} | {len(ms)} | {fmt([m[args.metric] for m in ms])} | "
-              f"{fmt(tune) if tune else '-'} | {ms[0].get('epochs', '-')} | "
-              f"{statistics.mean(m.get('train_seconds', 0) for m in ms):.0f} |")
+        line = (f"| {group} | {len(ms)} | {fmt([m[args.metric] for m in ms])} | "
+                f"{fmt(tune) if tune else '-'} | {ms[0].get('epochs', '-')} | "
+                f"{statistics.mean(m.get('train_seconds', 0) for m in ms):.0f} |")
+        if gap:
+            closed = (mean(group) - gap[1]) / (gap[0] - gap[1]) if gap[0] != gap[1] else 0.0
+            line += f" {100 * closed:.0f}% |"
+        print(line)
 
 
 if __name__ == "__main__":
