@@ -1,0 +1,34 @@
+"""tools/compare_runs.py: the paired statistics (no models needed)."""
+import math
+import os
+import sys
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "tools"))
+
+from compare_runs import compare, mcnemar_exact  # noqa: E402
+
+
+def test_mcnemar_matches_the_binomial_tail():
+    # n=10 discordant, 1 vs 9: 2 * (C(10,0) + C(10,1)) / 2^10
+    assert mcnemar_exact(1, 9) == pytest.approx(2 * 11 / 1024)
+    assert mcnemar_exact(9, 1) == mcnemar_exact(1, 9)
+    assert mcnemar_exact(5, 5) == 1.0 and mcnemar_exact(0, 0) == 1.0
+    # large counts stay finite and small (log-space sum)
+    p = mcnemar_exact(300, 420)
+    assert 0 < p < 1e-4 and not math.isnan(p)
+
+
+def test_compare_counts_discordant_pairs_and_agreement():
+    labels = np.array([0, 1, 1, 0, 2])
+    preds = {"teacher": np.array([0, 1, 1, 0, 2]),
+             "a": np.array([0, 1, 0, 0, 1]),
+             "b": np.array([1, 1, 1, 0, 1])}
+    out = compare(preds, labels)
+    assert out["models"]["a"]["accuracy"] == pytest.approx(0.6)
+    assert out["models"]["b"]["agreement_with_teacher"] == pytest.approx(0.6)
+    ab = [p for p in out["pairs"] if (p["a"], p["b"]) == ("a", "b")][0]
+    assert (ab["only_a_right"], ab["only_b_right"]) == (1, 1)
