@@ -129,3 +129,15 @@ def test_plain_keras_load_restores_every_weight(tmp_path, tiny_config, batch):
         clf.save(path)
         loaded = keras.saving.load_model(path, safe_mode=True, compile=False)
         np.testing.assert_allclose(loaded(batch[0]), clf(batch[0]), atol=1e-6)
+
+
+def test_virt_head_option_selects_the_ablation(tiny_config):
+    """--virt_head=simple must reach the VIRT model (w/o VIRT-A); Siamese is always simple."""
+    from virt_tf.models import registry
+    ablation = registry.build_classifier("virt", tiny_config, 2, {"virt_head": "simple"})
+    assert ablation.head == "simple" and ablation.interaction is None
+    assert registry.build_classifier("virt", tiny_config, 2, {}).head == "adapted"
+    assert registry.build_classifier("virt", tiny_config, 2,
+                                     {"virt_head": "adapted"}).interaction is not None
+    assert registry.build_classifier("siamese", tiny_config, 2,
+                                     {"virt_head": "adapted"}).head == "simple"

@@ -30,7 +30,7 @@ KERAS_FILE = "model.keras"
 MODELS = {
     "cross": (CrossEncoderClassifier, {}),
     "siamese": (DualEncoderClassifier, {"head": "simple"}),
-    "virt": (DualEncoderClassifier, {"head": "adapted"}),
+    "virt": (DualEncoderClassifier, {}),  # head from cfg["virt_head"]: "simple" = w/o VIRT-A
 }
 
 
@@ -47,7 +47,7 @@ def build_classifier(name, encoder_config, num_labels, cfg=None):
     if cls is CrossEncoderClassifier:
         return cls(encoder_config, num_labels, dropout_rate=cfg.get("dropout_rate", 0.1),
                    name=name)
-    options = {"head": cfg.get("virt_head", "adapted"), "fusion": cfg.get("fusion", "paper"),
+    options = {"head": cfg.get("virt_head") or "adapted", "fusion": cfg.get("fusion", "paper"),
                "pool_padding": cfg.get("pool_padding", False),
                "dropout_rate": cfg.get("dropout_rate", 0.1)}
     options.update(fixed)
