@@ -19,11 +19,15 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app, flags  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("model_dirs", [], "Trained model directories of the same task (teacher first).")
-flags.DEFINE_string("data_dir", None, "Task files.")
-flags.DEFINE_string("split", None, "Split (default: the first model's eval split).")
-flags.DEFINE_integer("max_examples", None, "Score only the first N pairs.")
-flags.DEFINE_string("output", None, "Also write the numbers as JSON here.")
+
+
+def define_flags():
+    """Defines the command-line flags (only when run as a script, so tests can import it)."""
+    flags.DEFINE_list("model_dirs", [], "Trained model directories of the same task (teacher first).")
+    flags.DEFINE_string("data_dir", None, "Task files.")
+    flags.DEFINE_string("split", None, "Split (default: the first model's eval split).")
+    flags.DEFINE_integer("max_examples", None, "Score only the first N pairs.")
+    flags.DEFINE_string("output", None, "Also write the numbers as JSON here.")
 
 
 def mcnemar_exact(only_a, only_b):
@@ -98,4 +102,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -13,11 +13,15 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app, flags  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("student_dir", None, "Trained Siamese/VIRT model directory.")
-flags.DEFINE_string("teacher_dir", None, "Trained cross-encoder directory.")
-flags.DEFINE_string("text_a", "A man is playing a guitar on stage.", "First text.")
-flags.DEFINE_string("text_b", "Someone is performing music.", "Second text.")
-flags.DEFINE_string("output", "attention.png", "PNG file to write.")
+
+
+def define_flags():
+    """Defines the command-line flags (only when run as a script, so tests can import it)."""
+    flags.DEFINE_string("student_dir", None, "Trained Siamese/VIRT model directory.")
+    flags.DEFINE_string("teacher_dir", None, "Trained cross-encoder directory.")
+    flags.DEFINE_string("text_a", "A man is playing a guitar on stage.", "First text.")
+    flags.DEFINE_string("text_b", "Someone is performing music.", "Second text.")
+    flags.DEFINE_string("output", "attention.png", "PNG file to write.")
 
 
 def maps(student, teacher, features):
@@ -76,5 +80,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     flags.mark_flags_as_required(["student_dir", "teacher_dir"])
     app.run(main)

@@ -18,16 +18,20 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app, flags  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("teacher_dir", None, "Trained cross-encoder directory.")
-flags.DEFINE_list("student_dirs", [], "Trained Siamese/VIRT model directories.")
-flags.DEFINE_bool("include_init", False, "Add the untrained pretrained encoder as a row.")
-flags.DEFINE_string("init_checkpoint", None, "Checkpoint of the `init` row (default MiniLM).")
-flags.DEFINE_string("data_dir", None, "Task files of the teacher's task.")
-flags.DEFINE_string("split", None, "Split (default: the teacher's eval split).")
-flags.DEFINE_integer("max_examples", 512, "Score the first N pairs of the split.")
-flags.DEFINE_integer("batch_size", 32, "Batch size.")
-flags.DEFINE_string("output", None, "Also write the numbers as JSON here.")
-flags.DEFINE_string("plot", None, "Also draw the per-layer losses as grouped bars (PNG).")
+
+
+def define_flags():
+    """Defines the command-line flags (only when run as a script, so tests can import it)."""
+    flags.DEFINE_string("teacher_dir", None, "Trained cross-encoder directory.")
+    flags.DEFINE_list("student_dirs", [], "Trained Siamese/VIRT model directories.")
+    flags.DEFINE_bool("include_init", False, "Add the untrained pretrained encoder as a row.")
+    flags.DEFINE_string("init_checkpoint", None, "Checkpoint of the `init` row (default MiniLM).")
+    flags.DEFINE_string("data_dir", None, "Task files of the teacher's task.")
+    flags.DEFINE_string("split", None, "Split (default: the teacher's eval split).")
+    flags.DEFINE_integer("max_examples", 512, "Score the first N pairs of the split.")
+    flags.DEFINE_integer("batch_size", 32, "Batch size.")
+    flags.DEFINE_string("output", None, "Also write the numbers as JSON here.")
+    flags.DEFINE_string("plot", None, "Also draw the per-layer losses as grouped bars (PNG).")
 
 
 def per_layer_virt_loss(teacher, encode_fn, dataset, num_layers):
@@ -123,4 +127,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)
