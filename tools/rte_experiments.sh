@@ -37,7 +37,9 @@ for s in 1 2; do
   run "siamese_s$s" --model=siamese --seed=$s
   run "virt_a${BEST}_s$s" --model=virt --virt_alpha=$BEST --seed=$s
 done
-run "virt_codeform_s0" --model=virt --virt_alpha=$BEST --fusion=code --pool_padding --seed=0
+for s in 0 1; do
+  run "virt_codeform_s$s" --model=virt --virt_alpha=$BEST --fusion=code --pool_padding --seed=$s
+done
 # MNLI-intermediate teacher (needs runs/mnli/teacher from tools/mnli_experiments.sh): the RTE
 # teacher starts from the MNLI teacher's encoder; then a VIRT student of that stronger teacher.
 if [ -f runs/mnli/teacher/model_config.json ]; then
