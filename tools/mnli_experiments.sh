@@ -22,14 +22,14 @@ run teacher --model=cross
 run "virt_a${ALPHA}_s0" --model=virt --teacher_dir=runs/mnli/teacher --virt_alpha="$ALPHA" --seed=0
 run siamese_s0 --model=siamese --seed=0
 run wo_virt_s0 --model=virt --virt_alpha=0 --seed=0
-# investigation: why the VIRT gain is small (README, "What L_virt does")
+# investigation: why the VIRT gain is small (README, "What else was tried on the MNLI sample");
+# a later --epochs overrides the one in common (absl keeps the last value)
 T=runs/mnli/teacher
 run virt_a1_s0 --model=virt --teacher_dir=$T --virt_alpha=1 --seed=0
 run virt_a3_nol1_s0 --model=virt --teacher_dir=$T --virt_alpha=3 --virt_layers=1,2,3,4,5 --seed=0
 run virt_a3_lr1e-4_s0 --model=virt --teacher_dir=$T --virt_alpha=3 --learning_rate=1e-4 --seed=0
 run siamese_lr1e-4_s0 --model=siamese --learning_rate=1e-4 --seed=0
 run virt_codeform_s0 --model=virt --teacher_dir=$T --virt_alpha=3 --fusion=code --pool_padding --seed=0
-common=(--task=mnli --data_dir="$DATA" --epochs=4 --max_train_examples="$MAXN" --verbose=2)
-run siamese_ep4_s0 --model=siamese --seed=0
-run virt_ep4_s0 --model=virt --teacher_dir=$T --virt_alpha=3 --seed=0
+run siamese_ep4_s0 --model=siamese --epochs=4 --seed=0
+run virt_ep4_s0 --model=virt --teacher_dir=$T --virt_alpha=3 --epochs=4 --seed=0
 echo "== $(date +%T) done"
