@@ -35,17 +35,22 @@ def tiny_config():
                          max_position_embeddings=64, type_vocab_size=2)
 
 
-@pytest.fixture()
-def small_vocab(tmp_path):
-    """A 120-entry WordPiece vocabulary covering a few words, for tiny models."""
+def write_small_vocab(folder):
+    """A 120-entry WordPiece vocabulary covering a few words, for tiny models; its path."""
     words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     words += ["the", "a", "cat", "dog", "sat", "on", "mat", "is", "not", "big", "small",
               "red", "blue", "runs", "fast", "slow", "house", "car", "tree", "green",
               "un", "##able", "##s", "##ing", ".", ",", "?", "!"]
     words += [f"w{i}" for i in range(120 - len(words))]
-    path = tmp_path / "vocab.txt"
-    path.write_text("\n".join(words) + "\n", encoding="utf-8")
-    return str(path)
+    path = os.path.join(str(folder), "vocab.txt")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(words) + "\n")
+    return path
+
+
+@pytest.fixture()
+def small_vocab(tmp_path):
+    return write_small_vocab(tmp_path)
 
 
 def save_tiny_classifier(directory, model_name, vocab_file, max_seq_length, seed=1,

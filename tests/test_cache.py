@@ -25,6 +25,15 @@ PAIRS = [("q1", "d1"), ("q2", "d2"), ("q3", "d3"), ("q1", "d2"), ("q2", "d4"), (
          ("d1", "q1")]
 
 
+# float16 keeps 11 significant bits: rounding a state to it changes the state by at most
+# 2^-11 of its size (half an ulp; 2^-25 absolute below float16's smallest normal number).
+# Probabilities scored from rounded states may move by one such step, 2^-11 ~ 4.9e-4
+# (measured: ~5e-5 on the tiny model); different pairs must differ by far more than that
+# for the comparisons to be able to fail.
+FLOAT16_REL = 2.0 ** -11
+FLOAT16_PROB_ATOL = 2.0 ** -11
+
+
 def _env():
     return dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
 
@@ -67,7 +76,10 @@ def end_to_end(setup, vocab_file):
     prep = BertPairPreprocessor(vocab_file, True, MAX_SEQ)
     examples = [Example(TEXTS[a], TEXTS[b], 0) for a, b in PAIRS]
     probs = predict_probs(setup["classifier"], examples, prep, batch_size=4)
-    assert np.std(probs[:, 0]) > 1e-3  # the comparisons below can fail
+    # The comparisons below can fail: any two pairs differ by much more than the float16
+    # tolerance, so scores returned for the wrong pair (or in the wrong order) are caught.
+    gaps = np.abs(probs[:, None, 0] - probs[None, :, 0])[~np.eye(len(PAIRS), dtype=bool)]
+    assert gaps.min() > 10 * FLOAT16_PROB_ATOL, gaps.min()
     return probs
 
 
@@ -89,7 +101,8 @@ def test_cached_scores_equal_end_to_end(setup, end_to_end, float16):
     pairs, probs, info = score_file(setup["model_dir"], [path], setup["pairs"], batch_size=3,
                                     show_progress=False)
     assert pairs == PAIRS and info["labels"] == LABELS and info["over_budget"] == 0
-    np.testing.assert_allclose(probs, end_to_end, atol=1e-3 if float16 else 1e-5, rtol=0)
+    np.testing.assert_allclose(probs, end_to_end, atol=FLOAT16_PROB_ATOL if float16 else 1e-5,
+                               rtol=0)
 
 
 def test_float16_halves_the_states_and_file_is_pickle_free(setup):
@@ -108,7 +121,11 @@ def test_float16_halves_the_states_and_file_is_pickle_free(setup):
         assert meta["dtype"] == ("float16" if float16 else "float32")
     assert states[True].nbytes * 2 == states[False].nbytes
     assert sizes[True] < 0.75 * sizes[False]
-    np.testing.assert_allclose(states[True], states[False], atol=1e-2, rtol=1e-3)
+    # float16 states are the float32 states rounded to nearest: within half an ulp, no more
+    s16, s32 = states[True].astype(np.float32), states[False]
+    assert np.all(np.abs(s16 - s32) <= (FLOAT16_REL + 1e-6) * np.abs(s32) + 2.0 ** -25), \
+        np.max(np.abs(s16 - s32) / np.maximum(np.abs(s32), 2.0 ** -14))
+    assert np.any(s16 != s32)  # they were rounded, not stored in float32
 
 
 def test_split_caches_and_fingerprint_check(setup, end_to_end, vocab_file, tmp_path):
@@ -229,7 +246,7 @@ def test_encode_and_score_commands(setup, end_to_end, tmp_path):
     assert rows[0] == ["id_a", "id_b", "label", "p_entailment", "p_not_entailment"]
     assert [tuple(r[:2]) for r in rows[1:]] == PAIRS
     probs = np.array([[float(x) for x in r[3:]] for r in rows[1:]])
-    np.testing.assert_allclose(probs, end_to_end, atol=1e-3, rtol=0)
+    np.testing.assert_allclose(probs, end_to_end, atol=FLOAT16_PROB_ATOL, rtol=0)
     assert [r[2] for r in rows[1:]] == [LABELS[i] for i in probs.argmax(axis=1)]
     bad = subprocess.run(
         [sys.executable, "-m", "virt_tf.score", f"--model_dir={setup['model_dir']}",

@@ -164,13 +164,20 @@ def test_trained_model_directory_starts_another_task(tmp_path, small_vocab, mode
     from conftest import save_tiny_classifier
     d = tmp_path / model_name
     classifier = save_tiny_classifier(d, model_name, small_vocab, max_seq_length=32)
+    from virt_tf.loading import read_init_checkpoint
     canon = {n: v.numpy() for n, v in ck.encoder_variables(classifier.encoder).items()}
-    pre = _assert_loaded(str(d), canon)
+    pre = read_init_checkpoint(str(d))
+    assert sorted(pre.weights) == sorted(canon)
+    for name, value in canon.items():
+        np.testing.assert_array_equal(pre.weights[name], value, err_msg=name)
     assert pre.fmt == "virt_tf" and pre.lower_case
     assert pre.config.hidden_size == 16 and os.path.samefile(pre.vocab_file, d / "vocab.txt")
+    # modeling/ knows no trained directories (they belong above the models): a clear pointer
+    with pytest.raises(ck.CheckpointError, match="read_init_checkpoint"):
+        ck.read_pretrained(str(d))
     os.remove(d / "model.weights.h5")
     with pytest.raises(ck.CheckpointError, match="model.weights.h5"):
-        ck.read_pretrained(str(d))
+        read_init_checkpoint(str(d))
 
 
 def test_default_checkpoint_is_minilm():
@@ -209,13 +216,26 @@ def test_not_a_checkpoint(tmp_path):
 
 
 def test_assign_into_fresh_encoder_changes_output(tiny_config):
+    """Assigning changes a built encoder's output, and the assigned weights alone determine it:
+    two encoders with different random inits give the same output once loaded."""
     canon = _random_canonical(tiny_config, seed=5)
     a, b = BertEncoder(tiny_config), BertEncoder(tiny_config)
+    ids = tf.constant([[2, 5, 6, 3], [2, 7, 3, 0]])
+    inputs = {"input_word_ids": ids, "input_mask": tf.cast(ids > 0, tf.int32)}
+    fresh_a = a(inputs)["sequence_output"].numpy()
+    fresh_b = b(inputs)["sequence_output"].numpy()
+    assert np.max(np.abs(fresh_a - fresh_b)) > 1e-2  # the two random inits differ
     ck.assign_weights(a, canon)
+    loaded_a = a(inputs)["sequence_output"].numpy()
+    assert np.max(np.abs(loaded_a - fresh_a)) > 1e-2  # the assignment reached the computation
     ck.assign_weights(b, canon)
-    ids = tf.constant([[2, 5, 6, 3]])
-    inputs = {"input_word_ids": ids, "input_mask": tf.ones_like(ids)}
-    np.testing.assert_array_equal(a(inputs)["sequence_output"], b(inputs)["sequence_output"])
+    np.testing.assert_allclose(b(inputs)["sequence_output"].numpy(), loaded_a, rtol=0, atol=1e-6)
+    # the output does depend on the assigned values, not only on which names were assigned
+    other = dict(canon)
+    last = f"layer_{tiny_config.num_hidden_layers - 1}/output_layer_norm/beta"  # the last op
+    other[last] = canon[last] + 0.5
+    ck.assign_weights(b, other)
+    np.testing.assert_allclose(b(inputs)["sequence_output"].numpy(), loaded_a + 0.5, atol=1e-5)
 
 
 def test_invalid_config_json_names_the_file(tmp_path, small_vocab):

@@ -183,7 +183,10 @@ def test_preprocessing_plus_model_equals_keras_pipeline(exported, vocab_file, na
 
 def test_saved_model_cli_lists_signatures(exported):
     info = exported["virt"][2]
-    result = subprocess.run(["saved_model_cli", "show", "--dir", info["model_path"], "--all"],
+    # through this interpreter, not a `saved_model_cli` script found on PATH (which may
+    # belong to another Python or TensorFlow)
+    result = subprocess.run([sys.executable, "-m", "tensorflow.python.tools.saved_model_cli",
+                             "show", "--dir", info["model_path"], "--all"],
                             capture_output=True, text=True, env=_env(), timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     text = result.stdout

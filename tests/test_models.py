@@ -5,7 +5,7 @@ import tensorflow as tf
 import keras
 
 from virt_tf.data.tokenization import BertPairPreprocessor
-from virt_tf.losses import VirtLoss
+from virt_tf.losses import LogitDistillationLoss, TaskLoss, VirtLoss
 from virt_tf.models import registry
 from virt_tf.models.virt import VirtModel
 
@@ -27,7 +27,8 @@ def _models(tiny_config, head="adapted", alpha=1.0, seed=0):
     teacher = registry.build_now(registry.build_classifier("cross", tiny_config, 2))
     student = registry.build_now(registry.build_classifier("virt", tiny_config, 2,
                                                            {"virt_head": head}))
-    return teacher, student, VirtModel(student, teacher, alpha=alpha, virt=VirtLoss())
+    return teacher, student, VirtModel(student, teacher,
+                                       terms=[TaskLoss(), VirtLoss(weight=alpha)])
 
 
 def test_virt_gradient_reaches_every_query_key_and_never_the_teacher(tiny_config, batch):
@@ -57,8 +58,11 @@ def test_siamese_encoding_of_x_is_independent_of_y(tiny_config, small_vocab):
     out1 = student.forward(f1)
     out2 = student.forward(f2)
     np.testing.assert_array_equal(f1["text_a"]["input_word_ids"], f2["text_a"]["input_word_ids"])
-    np.testing.assert_array_equal(out1["text_a"]["sequence_output"].numpy(),
-                                  out2["text_a"]["sequence_output"].numpy())
+    # training stacks x and y in one encoder call (padded to the longer one): the padding
+    # is masked, so x's states are those of encoding x alone, whatever y is
+    alone = student.encode(f1["text_a"])["sequence_output"].numpy()
+    for out in (out1, out2):
+        np.testing.assert_allclose(out["text_a"]["sequence_output"].numpy(), alone, atol=2e-6)
     assert not np.allclose(out1["logits"], out2["logits"])
 
 
@@ -96,19 +100,58 @@ def test_tiny_model_overfits_and_both_losses_fall(tiny_config, batch, head):
     assert float(last["virt_loss"]) < 0.8 * float(first["virt_loss"])
     acc = np.mean(np.argmax(model.predict(ds.take(1), verbose=0), -1) == Y)
     assert acc == 1.0
-    assert model.evaluate(ds.take(1), verbose=0, return_dict=True)["virt_loss"] == 0.0
+    # evaluation runs the student alone: its loss is the plain cross-entropy of the logits
+    result = model.evaluate(ds.take(1), verbose=0, return_dict=True)
+    assert set(result) == {"loss", "accuracy"}
+    ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(
+        labels, student(features, training=False))
+    np.testing.assert_allclose(result["loss"], float(ce), rtol=1e-5)
 
 
-def test_alpha_zero_needs_no_teacher_and_rejects_negative(tiny_config, batch):
+def test_objective_decides_the_teacher_and_rejects_bad_weights(tiny_config, batch):
     student = registry.build_now(registry.build_classifier("siamese", tiny_config, 2))
-    model = VirtModel(student)
+    teacher = registry.build_now(registry.build_classifier("cross", tiny_config, 2))
+    model = VirtModel(student, teacher)  # task loss only: the teacher is not kept
+    assert model.teacher is None
     losses = model.compute_losses(*batch)
-    assert float(losses["virt_loss"]) == 0.0
-    with pytest.raises(ValueError):
-        VirtModel(student, alpha=1.0)
-    with pytest.raises(ValueError):
-        VirtModel(student, registry.build_now(registry.build_classifier("cross", tiny_config, 2)),
-                  alpha=-1)
+    assert set(losses) == {"loss", "task_loss", "logits"}
+    np.testing.assert_allclose(float(losses["loss"]), float(losses["task_loss"]), rtol=1e-6)
+    with pytest.raises(ValueError, match="needs a teacher"):
+        VirtModel(student, terms=[TaskLoss(), VirtLoss(weight=1.0)])
+    with pytest.raises(ValueError, match="needs a teacher"):
+        VirtModel(student, terms=[TaskLoss(), LogitDistillationLoss(weight=0.5)])
+    with pytest.raises(ValueError, match=">= 0"):
+        VirtLoss(weight=-1.0)
+    with pytest.raises(ValueError, match="no layer of x and y apart"):
+        VirtModel(teacher, teacher, terms=[TaskLoss(), VirtLoss()])
+
+
+def test_logit_distillation_runs_in_a_train_step(tiny_config, batch):
+    """The beta term: its value is beta * KL(teacher || student) x T^2, and a train step on it
+    alone moves the student's predictions towards the teacher's."""
+    features, labels = batch
+    keras.utils.set_random_seed(3)
+    teacher = registry.build_now(registry.build_classifier("cross", tiny_config, 2))
+    # a confident teacher, so that the student has something to move towards
+    teacher.classifier.kernel.assign(teacher.classifier.kernel * 40.0)
+    student = registry.build_now(registry.build_classifier("dse", tiny_config, 2))
+    t, beta = 2.0, 0.5
+    model = VirtModel(student, teacher, terms=[TaskLoss(weight=0.5),
+                                               LogitDistillationLoss(t, weight=beta)])
+    losses = model.compute_losses(features, labels, training=False)
+    p_t = tf.nn.softmax(teacher(features) / t).numpy()
+    log_p_s = tf.nn.log_softmax(student(features) / t).numpy()
+    kl = np.mean(np.sum(p_t * (np.log(p_t) - log_p_s), axis=-1)) * t * t
+    np.testing.assert_allclose(float(losses["distill_loss"]), kl, rtol=1e-4)
+    np.testing.assert_allclose(float(losses["loss"]),
+                               0.5 * float(losses["task_loss"]) + beta * kl, rtol=1e-4)
+    only_kd = VirtModel(student, teacher, terms=[LogitDistillationLoss(t, weight=1.0)])
+    only_kd.compile(optimizer=keras.optimizers.Adam(1e-2))
+    history = only_kd.fit(tf.data.Dataset.from_tensors((features, labels)).repeat(20),
+                          epochs=1, verbose=0)
+    assert "distill_loss" in history.history
+    after = float(only_kd.compute_losses(features, labels, training=False)["distill_loss"])
+    assert after < 0.5 * kl, (kl, after)
 
 
 def test_save_and_load_roundtrip(tmp_path, tiny_config, batch, small_vocab):
@@ -134,10 +177,11 @@ def test_plain_keras_load_restores_every_weight(tmp_path, tiny_config, batch):
 def test_virt_head_option_selects_the_ablation(tiny_config):
     """--virt_head=simple must reach the VIRT model (w/o VIRT-A); Siamese is always simple."""
     from virt_tf.models import registry
+    from virt_tf.heads import PooledFusionHead, VirtAdaptedHead
     ablation = registry.build_classifier("virt", tiny_config, 2, {"virt_head": "simple"})
-    assert ablation.head == "simple" and ablation.interaction is None
-    assert registry.build_classifier("virt", tiny_config, 2, {}).head == "adapted"
-    assert registry.build_classifier("virt", tiny_config, 2,
-                                     {"virt_head": "adapted"}).interaction is not None
-    assert registry.build_classifier("siamese", tiny_config, 2,
-                                     {"virt_head": "adapted"}).head == "simple"
+    assert type(ablation.head) is PooledFusionHead
+    assert type(registry.build_classifier("virt", tiny_config, 2, {}).head) is VirtAdaptedHead
+    assert type(registry.build_classifier("virt", tiny_config, 2,
+                                          {"virt_head": "adapted"}).head) is VirtAdaptedHead
+    assert type(registry.build_classifier("siamese", tiny_config, 2,
+                                          {"virt_head": "adapted"}).head) is PooledFusionHead

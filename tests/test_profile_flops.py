@@ -69,6 +69,9 @@ def test_online_flops_match_the_matmul_count(results):
         "siamese": B * (4 * h * 4 * h * 2 + 4 * h * C * 2),
         # Eq. 8: two attentions each way (scores and weighted sum), plus Eq. 9
         "virt": B * (4 * m * n * h * 2 + 4 * h * 4 * h * 2 + 4 * h * C * 2),
+        "dse": B * (4 * h * 4 * h * 2 + 4 * h * C * 2),
+        # DeFormer: its last layer over the whole pair, then the classifier
+        "deformer": _matmul_flops_cross(c, B, Q + D + 3, C) // c.num_hidden_layers,
     }
     for name, flops in expected.items():
         got = results["models"][name]["flops"]
@@ -77,10 +80,11 @@ def test_online_flops_match_the_matmul_count(results):
 
 
 def test_ratios_offline_cost_and_report(tool, results):
+    from virt_tf.models import registry
     models = results["models"]
-    assert list(models) == ["cross", "siamese", "virt"]
+    assert list(models) == list(registry.MODELS)
     assert models["cross"]["flops_ratio"] == 1.0 and models["cross"]["latency_ratio"] == 1.0
-    for name in ("siamese", "virt"):
+    for name in [n for n in models if n != "cross"]:
         m = models[name]
         assert m["flops_ratio"] == pytest.approx(models["cross"]["flops"] / m["flops"])
         assert m["flops_ratio"] > 1
@@ -89,6 +93,9 @@ def test_ratios_offline_cost_and_report(tool, results):
         assert len(m["latency_ms_all"]) == 2 and m["latency_ms"] > 0
     assert results["positions"] == {"cross_pair": Q + D + 3, "dual_query": Q + 2,
                                     "dual_doc": D + 2}
+    assert {n: m["offline_layers"] for n, m in models.items()} == {
+        n: (0 if n == "cross" else 1 if n == "deformer" else 2) for n in models}
+    assert results["offline_encode_1_layers"]["layers"] == 1
     enc = results["offline_encode"]
     assert enc["passage"]["flops_per_text"] > enc["query"]["flops_per_text"] > 0
     assert enc["query"]["flops_per_text"] == pytest.approx(enc["query"]["batch_flops"] / B)

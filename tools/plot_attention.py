@@ -52,13 +52,13 @@ def main(argv):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    from virt_tf.data.tokenization import BertPairPreprocessor, read_vocab  # pylint: disable=import-outside-toplevel
-    from virt_tf.models.registry import load_classifier  # pylint: disable=import-outside-toplevel
+    from virt_tf.data.tokenization import read_vocab  # pylint: disable=import-outside-toplevel
+    from virt_tf.loading import load  # pylint: disable=import-outside-toplevel
 
-    student, cfg = load_classifier(FLAGS.student_dir)
-    teacher, _ = load_classifier(FLAGS.teacher_dir)
-    vocab_file = os.path.join(FLAGS.student_dir, cfg["vocab_file"])
-    prep = BertPairPreprocessor(vocab_file, cfg["lower_case"], cfg["max_seq_length"])
+    matcher = load(FLAGS.student_dir)
+    student, prep = matcher.classifier, matcher.preprocessor
+    teacher = load(FLAGS.teacher_dir).classifier
+    vocab_file = prep.vocab_file
     features = prep(tf.constant([FLAGS.text_a]), tf.constant([FLAGS.text_b]))
     vocab = read_vocab(vocab_file)
     ids_a = features["text_a"]["input_word_ids"][0].numpy()[1:-1]

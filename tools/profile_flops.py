@@ -7,14 +7,16 @@ on the frozen graph of a `tf.function` concrete function with static shapes,
 and its latency (median of ``--repeats`` timed calls after ``--warmup`` calls,
 in this process, at the same batch), each with its ratio to the cross-encoder.
 
-* cross: the online part is the whole model, encoder and head, on the pair
-  packed as `[CLS] x [SEP] y [SEP]` (``query_pieces + doc_pieces + 3`` positions);
-* siamese, virt: only ``score`` on cached last-layer states of x
-  (``query_pieces + 2`` positions) and y (``doc_pieces + 2``).
+* a model without an offline part (the cross-encoder): the whole model,
+  encoder and head, on the pair packed as `[CLS] x [SEP] y [SEP]`
+  (``query_pieces + doc_pieces + 3`` positions);
+* a model that declares an offline part (siamese, virt, dse, dipair, poly,
+  deformer): only ``score`` on the cached states of x (``query_pieces + 2``
+  positions) and y (``doc_pieces + 2``): a head for most, DeFormer's joint
+  upper layers for DeFormer.
 
-The offline cost of the representation models, ``encode`` of one text, is
-reported per text for a query and for a passage (siamese and virt share the
-encoder, so it is measured once).
+The offline cost, ``encode`` of one text, is reported per text for a query
+and for a passage, once per number of encoder layers run apart.
 
 The profiler counts a multiply-add as 2 FLOPs and counts only ops with a
 registered FLOP statistic (matmuls, element-wise arithmetic, reductions,
@@ -122,15 +124,15 @@ def _ids(batch, seq, vocab_size, seed):
 def online_function(model_name, classifier, batch, query_len, doc_len, pair_len):
     """The online part of ``model_name`` as ``(concrete_fn, args, description)``.
 
-    cross: ids `[batch, pair_len]` x3 -> probabilities `[batch, C]`.
-    siamese/virt: states `[batch, query_len, H]`, mask `[batch, query_len]`,
+    No offline part (cross): ids `[batch, pair_len]` x3 -> probabilities `[batch, C]`.
+    Offline part: states `[batch, query_len, H]`, mask `[batch, query_len]`,
     states `[batch, doc_len, H]`, mask `[batch, doc_len]` -> probabilities.
     """
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    from virt_tf.models.registry import is_representation_model  # pylint: disable=import-outside-toplevel
 
+    del model_name
     cfg = classifier.encoder_config
-    if not is_representation_model(model_name):
+    if not classifier.offline:
         def cross(word_ids, mask, type_ids):
             pair = {"input_word_ids": word_ids, "input_mask": mask, "input_type_ids": type_ids}
             return tf.nn.softmax(classifier({"pair": pair}, training=False), axis=-1)
@@ -221,13 +223,17 @@ def profile(encoder_config, models=None, batch=28, query_pieces=16, doc_pieces=2
         cost.update(online_part=description, flops_per_pair=cost["flops"] / batch,
                     params=int(classifier.count_params()))
         results["models"][name] = cost
-        if registry.is_representation_model(name) and "offline_encode" not in results:
-            results["offline_encode"] = {}
+        cost["offline_layers"] = classifier.separate_layers
+        key = ("offline_encode" if classifier.separate_layers == encoder_config.num_hidden_layers
+               else f"offline_encode_{classifier.separate_layers}_layers")
+        if classifier.offline and key not in results:
+            results[key] = {"layers": classifier.separate_layers}
             for what, seq in (("query", query_len), ("passage", doc_len)):
-                log(f"[{name}] offline encode of a {what} ({seq} positions)")
+                log(f"[{name}] offline encode of a {what} ({seq} positions, "
+                    f"{classifier.separate_layers} layers)")
                 efn, eargs = encode_function(classifier, batch, seq)
                 ecost = _cost(efn, eargs, warmup, repeats)
-                results["offline_encode"][what] = {
+                results[key][what] = {
                     "positions": seq, "flops_per_text": ecost["flops"] / batch,
                     "latency_ms_per_text": ecost["latency_ms"] / batch,
                     "batch_flops": ecost["flops"], "batch_latency_ms": ecost["latency_ms"]}
@@ -273,9 +279,15 @@ def format_table(results, encoder_name=""):
     if "flops_ratio" in next(iter(results["models"].values()), {}):
         lines.append("(ratios: cross-encoder / model, i.e. how many times fewer FLOPs and "
                      "lower latency)")
-    if results.get("offline_encode"):
-        lines += ["", "offline encode (siamese/virt, once a text, cacheable):"]
-        for what, e in results["offline_encode"].items():
+    for key, block in results.items():
+        if not key.startswith("offline_encode"):
+            continue
+        users = [n for n, m in results["models"].items()
+                 if m.get("offline_layers") == block.get("layers")]
+        lines += ["", f"offline encode, {block.get('layers')} layers ({', '.join(users)}; once "
+                      "a text, cacheable):"]
+        for what in ("query", "passage"):
+            e = block[what]
             lines.append(f"  {what:<8}{e['positions']:>4} positions: "
                          f"{format_flops(e['flops_per_text'])} FLOPs/text, "
                          f"{e['latency_ms_per_text']:.2f} ms/text "

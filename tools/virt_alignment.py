@@ -81,21 +81,17 @@ def plot_rows(rows, path, title):
 
 def main(argv):
     del argv
-    from virt_tf.data import tasks  # pylint: disable=import-outside-toplevel
     from virt_tf.data.pipeline import eval_dataset  # pylint: disable=import-outside-toplevel
-    from virt_tf.data.tokenization import BertPairPreprocessor  # pylint: disable=import-outside-toplevel
+    from virt_tf.loading import load  # pylint: disable=import-outside-toplevel
     from virt_tf.modeling.checkpoints import load_encoder  # pylint: disable=import-outside-toplevel
-    from virt_tf.models.registry import load_classifier  # pylint: disable=import-outside-toplevel
 
     if not FLAGS.teacher_dir:
         raise app.UsageError("--teacher_dir is required")
-    teacher, tconf = load_classifier(FLAGS.teacher_dir)
-    task = tasks.get_task(tconf["task"])
+    matcher = load(FLAGS.teacher_dir)
+    teacher, tconf, task = matcher.classifier, matcher.config, matcher.task
     split = FLAGS.split or tconf.get("eval_split", "dev")
-    examples = tasks.read_split(task, FLAGS.data_dir, split)[:FLAGS.max_examples]
-    prep = BertPairPreprocessor(os.path.join(FLAGS.teacher_dir, tconf["vocab_file"]),
-                                tconf["lower_case"], tconf["max_seq_length"])
-    dataset, _ = eval_dataset(examples, prep, FLAGS.batch_size)
+    examples = matcher.read_split(FLAGS.data_dir, split)[:FLAGS.max_examples]
+    dataset, _ = eval_dataset(examples, matcher.preprocessor, FLAGS.batch_size)
     num_layers = teacher.encoder_config.num_hidden_layers
 
     rows = {}
@@ -104,18 +100,22 @@ def main(argv):
         rows["init"] = per_layer_virt_loss(
             teacher, lambda t: encoder(t, training=False, return_qk=True), dataset, num_layers)
     for d in FLAGS.student_dirs:
-        student, _ = load_classifier(d)
-        rows[os.path.basename(os.path.normpath(d))] = per_layer_virt_loss(
+        student = load(d).classifier
+        values = per_layer_virt_loss(
             teacher, lambda t, s=student: s.encode(t, training=False, return_qk=True),
-            dataset, num_layers)
+            dataset, student.separate_layers)
+        # layers that see both texts (DeFormer's upper ones) have no virtual map
+        rows[os.path.basename(os.path.normpath(d))] = values + [float("nan")] * (
+            num_layers - len(values))
     header = "| student | " + " | ".join(f"layer {l + 1}" for l in range(num_layers)) + " | mean |"
     print(f"L_virt per layer (Eq. 7 with one layer), {len(examples)} {task.name} {split} pairs, "
           f"teacher {FLAGS.teacher_dir}")
     print(header)
     print("|---" * (num_layers + 2) + "|")
     for name, values in rows.items():
-        print(f"| {name} | " + " | ".join(f"{v:.3f}" for v in values)
-              + f" | {sum(values) / len(values):.3f} |")
+        apart = [v for v in values if v == v]
+        print(f"| {name} | " + " | ".join(f"{v:.3f}" if v == v else "joint" for v in values)
+              + f" | {sum(apart) / len(apart):.3f} |")
     if FLAGS.plot:
         plot_rows(rows, FLAGS.plot, f"student vs teacher maps, {len(examples)} {task.name} "
                                     f"{split} pairs")

@@ -1,9 +1,40 @@
 """virt_tf: VIRT (virtual interaction) text matching in TensorFlow 2 / Keras 3.
 
 Layout follows Model Garden: ``modeling/layers`` (one Keras layer a file),
-``modeling/encoder.py`` (the BERT network, written once), ``models/`` (task
-models built on that encoder), ``losses.py`` (distillation losses) and
-``data/`` (tokenizer, packer, task readers).
+``modeling/encoder.py`` (the BERT network, written once), ``heads/`` (one
+online head a file), ``models/`` (an encoder plus a head, and the registry),
+``losses.py`` (objective terms), ``data/`` (tokenizer, packer, task readers),
+``loading.py`` (a trained directory -> model + preprocessor + task).
+
+Use from Python::
+
+    import virt_tf
+    matcher = virt_tf.load("runs/rte_virt")          # a trained model directory
+    probs = matcher.predict(["A man plays."], ["Someone is playing."])
+
+The names below are imported on first use, so ``import virt_tf`` stays light.
 """
+import importlib
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "load": "virt_tf.loading", "TextMatcher": "virt_tf.loading",
+    "VirtModel": "virt_tf.models.virt",
+    "TaskLoss": "virt_tf.losses", "VirtLoss": "virt_tf.losses",
+    "LogitDistillationLoss": "virt_tf.losses", "virt_loss": "virt_tf.losses",
+    "BertPairPreprocessor": "virt_tf.data.tokenization",
+    "MODELS": "virt_tf.models.registry", "build_classifier": "virt_tf.models.registry",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'virt_tf' has no attribute {name!r}")
+
+
+def from_checkpoint(model, num_labels, **kwargs):
+    """A new model with its preprocessor: `TextMatcher.from_checkpoint`."""
+    return importlib.import_module("virt_tf.loading").TextMatcher.from_checkpoint(
+        model, num_labels, **kwargs)

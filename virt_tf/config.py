@@ -7,8 +7,7 @@ import yaml
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
 
-class ConfigError(ValueError):
-    """A configuration value out of range or of the wrong kind."""
+from virt_tf.errors import ConfigError  # noqa: F401 (raised here, defined with the others)
 
 
 def _load_yaml(path):
@@ -30,12 +29,26 @@ def preset(name):
     return _load_yaml(path)
 
 
-def load_config(task, extra_file=None, overrides=None):
-    """base.yaml <- tasks/<task>.yaml <- extra_file <- overrides (non-None values)."""
+def model_names():
+    """Models with a defaults file in configs/models (the registry has one row each)."""
+    folder = os.path.join(CONFIG_DIR, "models")
+    return sorted(f[:-5] for f in os.listdir(folder) if f.endswith(".yaml"))
+
+
+def load_config(task, model=None, extra_file=None, overrides=None):
+    """base.yaml <- tasks/<task>.yaml <- models/<model>.yaml <- extra_file <- overrides.
+
+    ``overrides`` are the flags given on the command line (None values are skipped).
+    """
     cfg = _load_yaml(os.path.join(CONFIG_DIR, "base.yaml"))
     task_file = os.path.join(CONFIG_DIR, "tasks", f"{task}.yaml")
     if os.path.exists(task_file):
         cfg.update(_load_yaml(task_file))
+    if model is not None:
+        if model not in model_names():
+            raise ConfigError(f"unknown model {model!r}; known: {model_names()}")
+        cfg.update(_load_yaml(os.path.join(CONFIG_DIR, "models", f"{model}.yaml")))
+        cfg["model"] = model
     if extra_file:
         cfg.update(_load_yaml(extra_file))
     for k, v in (overrides or {}).items():
@@ -62,10 +75,17 @@ def validate(cfg):
     positive("learning_rate")
     if cfg.get("teacher_epochs") is not None:
         positive("teacher_epochs", int)
-    for name in ("virt_alpha", "logit_beta"):
-        v = cfg.get(name)
+    for name in ("virt_alpha", "logit_beta", "task_weight"):
+        v = cfg.get(name, 0.0 if name != "task_weight" else 1.0)
         if not number(v) or v < 0:
             raise ConfigError(f"{name} must be >= 0, got {v!r}")
+    if cfg.get("task_weight", 1.0) + cfg.get("virt_alpha", 0) + cfg.get("logit_beta", 0) <= 0:
+        raise ConfigError("task_weight, virt_alpha and logit_beta are all 0: nothing to train on")
+    for name in ("deformer_joint_layers", "dipair_x_tokens", "dipair_y_tokens", "poly_codes"):
+        if cfg.get(name) is not None:
+            positive(name, int)
+    if cfg.get("poly_first_m") is not None:
+        positive("poly_first_m", int)
     seed = cfg.get("seed", 0)
     if not number(seed) or int(seed) != seed or not 0 <= seed < 2 ** 32:
         raise ConfigError(f"seed must be an integer in [0, 2**32), got {seed!r}")
@@ -82,8 +102,9 @@ def validate(cfg):
         raise ConfigError(f"dropout_rate must be in [0, 1), got {cfg['dropout_rate']!r}")
     if cfg["max_seq_length"] < 5 or cfg["max_seq_length"] > 512:
         raise ConfigError(f"max_seq_length must be in [5, 512], got {cfg['max_seq_length']}")
-    choices = {"virt_head": ("adapted", "simple"), "fusion": ("paper", "code"),
-               "virt_norm": ("squared", "frobenius")}
+    choices = {"virt_head": ("adapted", "simple"), "fusion": ("paper", "code", "concat"),
+               "virt_norm": ("squared", "frobenius"),
+               "precision": ("float32", "mixed_bfloat16"), "select_epoch": ("last", "best_tune")}
     for name, allowed in choices.items():
         if cfg.get(name) not in allowed:
             raise ConfigError(f"{name} must be one of {allowed}, got {cfg.get(name)!r}")

@@ -260,26 +260,25 @@ def encode_file(model_dir, input_path, output_path, float16=False, batch_size=64
 
     Returns a summary dict (texts, pieces, dtype, bytes, path).
     """
-    from virt_tf.data.tokenization import BertPairPreprocessor  # pylint: disable=import-outside-toplevel
-    from virt_tf.models.registry import load_classifier, read_model_config  # pylint: disable=import-outside-toplevel
-    from virt_tf.serving import ModelServer, is_representation_model  # pylint: disable=import-outside-toplevel
+    from virt_tf.loading import load  # pylint: disable=import-outside-toplevel
+    from virt_tf.models.registry import get_spec, read_model_config  # pylint: disable=import-outside-toplevel
+    from virt_tf.serving import ModelServer  # pylint: disable=import-outside-toplevel
 
     if batch_size <= 0:
         raise ValueError(f"--batch_size must be positive, got {batch_size}")
     config = read_model_config(model_dir)
-    if not is_representation_model(config["model"]):
+    if not get_spec(config["model"]).cls.offline:
         raise ValueError(f"{model_dir} holds a {config['model']} model, which has no offline "
-                         "part: a cross-encoder reads both texts together; encode needs a "
-                         "siamese or virt model")
+                         "part: it reads both texts together; encode needs a model that "
+                         "encodes its texts apart (siamese, virt, deformer, dipair, poly, dse)")
     ids, texts = read_texts(input_path)
-    classifier, config = load_classifier(model_dir)
     length = max_seq_length or config.get("max_seq_length", 128)
-    positions = classifier.encoder_config.max_position_embeddings
+    positions = config["classifier"]["encoder_config"]["max_position_embeddings"]
     if not 5 <= length <= positions:
         raise ValueError(f"--max_seq_length must be in [5, {positions}], got {length}")
-    prep = BertPairPreprocessor(os.path.join(model_dir, config["vocab_file"]),
-                                config.get("lower_case", True), length)
-    server = ModelServer(classifier, config["model"])
+    matcher = load(model_dir, max_seq_length=length)
+    prep = matcher.preprocessor
+    server = ModelServer(matcher.classifier, config["model"])
     dtype = np.float16 if float16 else np.float32
     bar = progress_bar(len(texts), "text") if show_progress else None
     states, offsets = encode_texts(server.encode, prep, texts, batch_size, dtype, bar)

@@ -73,8 +73,8 @@ def export(model_dir, export_dir, name=None, version=None, overwrite=False):
     Keys: ``model_path``, ``preprocessing_path`` (the version folders),
     ``signatures`` (of the model SavedModel), ``version``, ``model``, ``labels``.
     """
-    from virt_tf.data.tokenization import BertPairPreprocessor  # pylint: disable=import-outside-toplevel
-    from virt_tf.models.registry import load_classifier, read_model_config  # pylint: disable=import-outside-toplevel
+    from virt_tf.loading import load  # pylint: disable=import-outside-toplevel
+    from virt_tf.models.registry import read_model_config  # pylint: disable=import-outside-toplevel
     from virt_tf.serving import (ModelServer, PreprocessingServer,  # pylint: disable=import-outside-toplevel
                                  non_core_ops)
 
@@ -94,11 +94,10 @@ def export(model_dir, export_dir, name=None, version=None, overwrite=False):
         if os.path.exists(path) and not overwrite:
             raise FileExistsError(f"{path} exists; pass --overwrite or another --version")
 
-    classifier, config = load_classifier(model_dir)
-    server = ModelServer(classifier, model_name)
-    prep = BertPairPreprocessor(os.path.join(model_dir, config["vocab_file"]),
-                                config.get("lower_case", True), config.get("max_seq_length", 128))
-    prep_server = PreprocessingServer(prep, model_name)
+    matcher = load(model_dir)
+    config, prep = matcher.config, matcher.preprocessor
+    server = ModelServer(matcher.classifier, model_name)
+    prep_server = PreprocessingServer(prep, matcher.offline)
     signatures = server.signatures()
     tmp_model = _save(server, signatures, model_path)
     foreign = non_core_ops(tmp_model)
@@ -107,7 +106,7 @@ def export(model_dir, export_dir, name=None, version=None, overwrite=False):
         raise RuntimeError(f"the model SavedModel would contain non-core ops {foreign}")
     tmp_prep = _save(prep_server, prep_server.signatures(), prep_path)
 
-    info = {"model": model_name, "name": name, "version": version,
+    info = {"model": model_name, "name": name, "version": version, "offline": matcher.offline,
             "labels": config.get("labels"), "task": config.get("task"),
             "hidden_size": server.hidden_size, "signatures": sorted(signatures),
             "preprocessing": {"name": name + "_preprocessing",
@@ -147,8 +146,8 @@ def _export():
     print(f"model         {result['model_path']}  signatures: {', '.join(result['signatures'])}")
     print(f"preprocessing {result['preprocessing_path']}  signatures: "
           f"{', '.join(result['preprocessing']['signatures'])}")
-    if result["model"] == "cross":
-        print("note: a cross-encoder has no offline part: its SavedModel has only "
+    if not result["offline"]:
+        print(f"note: a {result['model']} model has no offline part: its SavedModel has only "
               "serving_default (ids of the packed pair); encode and score do not apply.")
     return 0
 

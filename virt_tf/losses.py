@@ -77,12 +77,27 @@ def virt_loss(student_queries_x, student_keys_x, student_queries_y, student_keys
       mask_x, mask_y: `[batch, Lx]`, `[batch, Ly]` student input masks.
       norm: ``squared`` or ``frobenius``.
       layers: optional student layer indices to distil (default: all).
-    Returns: scalar loss.
+    Returns: scalar loss (`virt_loss_per_example` gives the `[batch]` values it averages).
+    """
+    return tf.reduce_mean(virt_loss_per_example(
+        student_queries_x, student_keys_x, student_queries_y, student_keys_y, teacher_scores,
+        mask_x, mask_y, norm=norm, layers=layers))
+
+
+def virt_loss_per_example(student_queries_x, student_keys_x, student_queries_y,
+                          student_keys_y, teacher_scores, mask_x, mask_y, norm="squared",
+                          layers=None):
+    """Eq. 7 per example, `[batch]` float32: `virt_loss` before the batch mean.
+
+    The student's lists may be shorter than the teacher's (a model that encodes
+    x and y apart in its lower layers only, e.g. DeFormer): student layer ``l``
+    is compared with teacher layer ``l``. Queries and keys are used in float32
+    whatever the compute precision.
     """
     if norm not in NORMS:
         raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
     num_layers = len(student_queries_x)
-    if len(teacher_scores) != num_layers:
+    if len(teacher_scores) < num_layers:
         raise ValueError(f"teacher has {len(teacher_scores)} layers, student {num_layers}: "
                          "the paper's setting needs equal depth")
     layers = list(range(num_layers)) if layers is None else list(layers)
@@ -95,30 +110,107 @@ def virt_loss(student_queries_x, student_keys_x, student_queries_y, student_keys
     inv_m = 1.0 / tf.cast(tf.maximum(m, 1), tf.float32)
     inv_n = 1.0 / tf.cast(tf.maximum(n, 1), tf.float32)
     total = tf.zeros_like(inv_m)
+    bad = [l for l in layers if not 0 <= l < num_layers]
+    if bad:
+        raise ValueError(f"layers {bad} to distil are outside the student's {num_layers} "
+                         "layers encoded apart")
+    f32 = lambda t: tf.cast(t, tf.float32)  # noqa: E731
     for l in layers:
-        qx = student_queries_x[l][:, :, 1:1 + mx]
-        kx = student_keys_x[l][:, :, 1:1 + mx]
-        qy = student_queries_y[l][:, :, 1:1 + ny]
-        ky = student_keys_y[l][:, :, 1:1 + ny]
+        qx = f32(student_queries_x[l][:, :, 1:1 + mx])
+        kx = f32(student_keys_x[l][:, :, 1:1 + mx])
+        qy = f32(student_queries_y[l][:, :, 1:1 + ny])
+        ky = f32(student_keys_y[l][:, :, 1:1 + ny])
         scale = 1.0 / math.sqrt(qx.shape[-1])
         st_xy = _masked_softmax(tf.matmul(qx, ky, transpose_b=True) * scale, y_valid)
         st_yx = _masked_softmax(tf.matmul(qy, kx, transpose_b=True) * scale, x_valid)
-        s_xy, s_yx = teacher_cross_scores(tf.stop_gradient(teacher_scores[l]), m, n, mx, ny)
+        s_xy, s_yx = teacher_cross_scores(f32(tf.stop_gradient(teacher_scores[l])), m, n, mx, ny)
         t_xy = _masked_softmax(s_xy, y_valid)
         t_yx = _masked_softmax(s_yx, x_valid)
         total += inv_m * _map_distance(st_xy, t_xy, x_valid, norm)
         total += inv_n * _map_distance(st_yx, t_yx, y_valid, norm)
-    return tf.reduce_mean(total) / (2.0 * len(layers))
+    return total / (2.0 * len(layers))
 
 
-class VirtLoss:
-    """Swappable wrapper of `virt_loss` holding its options."""
+def logit_distillation_loss(student_logits, teacher_logits, temperature=1.0):
+    """DSE-style distillation (seed 002): KL(teacher || student) of tempered softmaxes, x T^2."""
+    return tf.reduce_mean(logit_distillation_per_example(student_logits, teacher_logits,
+                                                         temperature))
 
-    def __init__(self, norm="squared", layers=None):
+
+def logit_distillation_per_example(student_logits, teacher_logits, temperature=1.0):
+    """`logit_distillation_loss` before the batch mean: `[batch]` float32."""
+    teacher_logits = tf.cast(tf.stop_gradient(teacher_logits), tf.float32)
+    student_logits = tf.cast(student_logits, tf.float32)
+    t = tf.nn.softmax(teacher_logits / temperature, axis=-1)
+    log_s = tf.nn.log_softmax(student_logits / temperature, axis=-1)
+    log_t = tf.math.log(tf.maximum(t, 1e-12))
+    return tf.reduce_sum(t * (log_t - log_s), axis=-1) * temperature ** 2
+
+
+# ------------------------------------------------------------------ objective terms
+# A training objective is a list of terms; `VirtModel` sums `weight * term` and asks
+# each term what it needs (a teacher, its scores or logits, the student's Q/K), so
+# whether a teacher runs follows from the terms alone.
+class ObjectiveTerm:
+    """One weighted term of the training loss (sentence-transformers style: swappable).
+
+    ``per_example(batch)`` returns `[batch]` float32 values; ``batch`` is a dict with
+    ``features``, ``labels``, ``student`` (the student's forward outputs) and, when
+    ``needs_teacher``, ``teacher`` (the frozen teacher's outputs).
+    """
+    name = "term"
+    needs_teacher = False
+    needs_teacher_scores = False
+    needs_student_qk = False
+
+    def __init__(self, weight=1.0):
+        weight = float(weight)
+        if not weight >= 0:
+            raise ValueError(f"{self.name} weight must be >= 0, got {weight}")
+        self.weight = weight
+
+    def per_example(self, batch):
+        raise NotImplementedError
+
+    def __repr__(self):
+        return f"{type(self).__name__}(weight={self.weight})"
+
+
+class TaskLoss(ObjectiveTerm):
+    """Cross-entropy of the student's logits with the gold labels (Eq. 10's first term)."""
+    name = "task_loss"
+
+    def per_example(self, batch):
+        logits = tf.cast(batch["student"]["logits"], tf.float32)
+        return tf.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=tf.cast(batch["labels"], tf.int32), logits=logits)
+
+
+class VirtLoss(ObjectiveTerm):
+    """``weight`` (alpha of Eq. 10) times L_virt (Eq. 5-7) over the layers encoded apart.
+
+    Also callable as before, ``VirtLoss()(student_x, student_y, teacher_scores,
+    mask_x, mask_y)`` -> the scalar loss.
+    """
+    name = "virt_loss"
+    needs_teacher = True
+    needs_teacher_scores = True
+    needs_student_qk = True
+
+    def __init__(self, norm="squared", layers=None, weight=1.0):
+        super().__init__(weight)
         if norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
         self.norm = norm
-        self.layers = layers
+        self.layers = None if layers is None else [int(l) for l in layers]
+
+    def per_example(self, batch):
+        student, features = batch["student"], batch["features"]
+        return virt_loss_per_example(
+            student["text_a"]["queries"], student["text_a"]["keys"],
+            student["text_b"]["queries"], student["text_b"]["keys"],
+            batch["teacher"]["scores"], features["text_a"]["input_mask"],
+            features["text_b"]["input_mask"], norm=self.norm, layers=self.layers)
 
     def __call__(self, student_x, student_y, teacher_scores, mask_x, mask_y):
         return virt_loss(student_x["queries"], student_x["keys"], student_y["queries"],
@@ -126,9 +218,38 @@ class VirtLoss:
                          norm=self.norm, layers=self.layers)
 
 
-def logit_distillation_loss(student_logits, teacher_logits, temperature=1.0):
-    """DSE-style distillation (seed 002): KL(teacher || student) of tempered softmaxes, x T^2."""
-    t = tf.nn.softmax(tf.stop_gradient(teacher_logits) / temperature, axis=-1)
-    log_s = tf.nn.log_softmax(student_logits / temperature, axis=-1)
-    log_t = tf.math.log(tf.maximum(t, 1e-12))
-    return tf.reduce_mean(tf.reduce_sum(t * (log_t - log_s), axis=-1)) * temperature ** 2
+class LogitDistillationLoss(ObjectiveTerm):
+    """``weight`` (beta) times DSE-style logit distillation at ``temperature`` (seed 002)."""
+    name = "distill_loss"
+    needs_teacher = True
+
+    def __init__(self, temperature=1.0, weight=1.0):
+        super().__init__(weight)
+        if not float(temperature) > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.temperature = float(temperature)
+
+    def per_example(self, batch):
+        return logit_distillation_per_example(batch["student"]["logits"],
+                                              batch["teacher"]["logits"], self.temperature)
+
+
+def objective_from_config(cfg):
+    """The objective terms a run configuration asks for (task, VIRT, logit distillation).
+
+    ``task_weight`` (default 1) weights the cross-entropy, ``virt_alpha`` L_virt,
+    ``logit_beta`` the logit distillation (DSE mixes 0.5 / 0.5). A zero weight
+    drops the term, so alpha 0 is "without VIRT" for every model.
+    """
+    terms = [TaskLoss(weight=cfg.get("task_weight", 1.0))]
+    if cfg.get("virt_alpha", 0) > 0:
+        terms.append(VirtLoss(cfg.get("virt_norm", "squared"), cfg.get("virt_layers"),
+                              weight=cfg["virt_alpha"]))
+    if cfg.get("logit_beta", 0) > 0:
+        terms.append(LogitDistillationLoss(cfg.get("temperature", 1.0),
+                                           weight=cfg["logit_beta"]))
+    return terms
+
+
+def needs_teacher(terms):
+    return any(t.needs_teacher for t in terms)

@@ -124,15 +124,16 @@ def score_file(model_dir, cache_paths, pairs_path, batch_size=256, show_progress
     labels and counts for the report.
     """
     from virt_tf.encode import model_fingerprint, progress_bar, read_cache  # pylint: disable=import-outside-toplevel
-    from virt_tf.models.registry import load_classifier, read_model_config  # pylint: disable=import-outside-toplevel
-    from virt_tf.serving import ModelServer, is_representation_model  # pylint: disable=import-outside-toplevel
+    from virt_tf.loading import load  # pylint: disable=import-outside-toplevel
+    from virt_tf.models.registry import get_spec, read_model_config  # pylint: disable=import-outside-toplevel
+    from virt_tf.serving import ModelServer  # pylint: disable=import-outside-toplevel
 
     if batch_size <= 0:
         raise ValueError(f"--batch_size must be positive, got {batch_size}")
     config = read_model_config(model_dir)
-    if not is_representation_model(config["model"]):
+    if not get_spec(config["model"]).cls.offline:
         raise ValueError(f"{model_dir} holds a {config['model']} model, which has no online part "
-                         "on cached states; score needs a siamese or virt model")
+                         "on cached states; score needs a model that encodes its texts apart")
     pairs = read_pairs(pairs_path)
     caches = [read_cache(p) for p in cache_paths]
     fingerprint = model_fingerprint(model_dir)
@@ -144,8 +145,8 @@ def score_file(model_dir, cache_paths, pairs_path, batch_size=256, show_progress
     locations = [(index.locate(a, f"{pairs_path}:{n}"), index.locate(b, f"{pairs_path}:{n}"))
                  for n, a, b in pairs]
 
-    classifier, config = load_classifier(model_dir)
-    if getattr(classifier, "pool_padding", False):
+    classifier = load(model_dir).classifier
+    if getattr(getattr(classifier, "head", None), "pool_padding", False):
         logging.warning("this model pools over the padded length (pool_padding): its scores "
                         "depend on the padding of each batch")
     budget = config.get("max_seq_length", 128)

@@ -30,8 +30,6 @@ import os
 import tensorflow as tf
 
 PACKING_KEYS = ("input_word_ids", "input_mask", "input_type_ids")
-SIGNATURES_DUAL = ("encode", "score", "serving_default")
-SIGNATURES_CROSS = ("serving_default",)
 
 
 class _Untracked:
@@ -46,21 +44,7 @@ class _Untracked:
         self.obj = obj
 
 
-class ServingInputError(ValueError):
-    """Inputs of a serving function with the wrong dtype or shape."""
-
-
-def is_representation_model(model_name):
-    """True for the Siamese models (they have an offline part), False for ``cross``."""
-    from virt_tf.models.registry import MODELS, is_representation_model as is_rep  # pylint: disable=import-outside-toplevel
-    if model_name not in MODELS:
-        raise ValueError(f"unknown model {model_name!r}; known: {sorted(MODELS)}")
-    return is_rep(model_name)
-
-
-def signature_names(model_name):
-    """Signatures the exported model of registry name ``model_name`` has."""
-    return SIGNATURES_DUAL if is_representation_model(model_name) else SIGNATURES_CROSS
+from virt_tf.errors import ServingInputError  # noqa: E402,F401
 
 
 def _ids_spec(name):
@@ -97,15 +81,16 @@ class ModelServer(tf.Module):
     """Token ids -> probabilities of a trained classifier (no tensorflow-text op).
 
     Args:
-      classifier: a built `DualEncoderClassifier` or `CrossEncoderClassifier`.
-      model_name: its registry name (``cross``, ``siamese``, ``virt``).
+      classifier: a built classifier; its declared capabilities (``offline``,
+        ``signatures``) decide which functions exist.
+      model_name: its registry name (recorded only).
     """
 
-    def __init__(self, classifier, model_name, name=None):
+    def __init__(self, classifier, model_name=None, name=None):
         super().__init__(name=name)
         self._held = _Untracked(classifier)
         self.model_name = model_name
-        self.dual = is_representation_model(model_name)
+        self.dual = bool(classifier.offline)
         self.hidden_size = int(classifier.encoder_config.hidden_size)
         hidden = self.hidden_size
         if self.dual:
@@ -133,7 +118,8 @@ class ModelServer(tf.Module):
         `[batch, seq]`."""
         out = self.classifier.encode(_packing(input_word_ids, input_mask, input_type_ids),
                                      training=False)
-        return {"states": out["sequence_output"], "mask": tf.identity(input_mask)}
+        return {"states": tf.cast(out["sequence_output"], tf.float32),
+                "mask": tf.identity(input_mask)}
 
     def _score(self, states_a, mask_a, states_b, mask_b):
         """Cached states `[batch, m, H]`, `[batch, n, H]` and masks -> ``probabilities``."""
@@ -145,7 +131,7 @@ class ModelServer(tf.Module):
         with tf.control_dependencies([c for c in checks if c is not None]):
             states_a = tf.identity(states_a)
         logits = self.classifier.score(states_a, mask_a, states_b, mask_b, training=False)
-        return {"probabilities": tf.nn.softmax(logits, axis=-1)}
+        return {"probabilities": tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)}
 
     def _serve_dual(self, input_word_ids_a, input_mask_a, input_type_ids_a,
                     input_word_ids_b, input_mask_b, input_type_ids_b):
@@ -153,13 +139,13 @@ class ModelServer(tf.Module):
         features = {"text_a": _packing(input_word_ids_a, input_mask_a, input_type_ids_a),
                     "text_b": _packing(input_word_ids_b, input_mask_b, input_type_ids_b)}
         logits = self.classifier(features, training=False)
-        return {"probabilities": tf.nn.softmax(logits, axis=-1)}
+        return {"probabilities": tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)}
 
     def _serve_cross(self, input_word_ids, input_mask, input_type_ids):
         """Ids of the packed pair `[batch, seq]` -> ``probabilities`` `[batch, C]`."""
         logits = self.classifier({"pair": _packing(input_word_ids, input_mask, input_type_ids)},
                                  training=False)
-        return {"probabilities": tf.nn.softmax(logits, axis=-1)}
+        return {"probabilities": tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)}
 
     def signatures(self):
         """Signature name -> concrete function, for `tf.saved_model.save`.
@@ -168,7 +154,7 @@ class ModelServer(tf.Module):
         so that the SavedModel saves them.
         """
         functions = {name: getattr(self, name).get_concrete_function()
-                     for name in signature_names(self.model_name)}
+                     for name in self.classifier.signatures}
         seen, variables = set(), []
         for fn in functions.values():
             for v in fn.variables:
@@ -190,11 +176,10 @@ class PreprocessingServer(tf.Module):
     only) packs single texts, truncated to ``max_seq_length - 2`` pieces.
     """
 
-    def __init__(self, preprocessor, model_name, name=None):
+    def __init__(self, preprocessor, offline, name=None):
         super().__init__(name=name)
         self.preprocessor = preprocessor
-        self.model_name = model_name
-        self.dual = is_representation_model(model_name)
+        self.dual = bool(offline)
         texts = tf.TensorSpec([None], tf.string, name="text_a"), tf.TensorSpec(
             [None], tf.string, name="text_b")
         self.serving_default = tf.function(self._pair, input_signature=list(texts))

@@ -24,10 +24,13 @@ import time
 
 from absl import app, flags, logging
 
+from virt_tf.config import model_names
+
 FLAGS = flags.FLAGS
 
 flags.DEFINE_string("task", "rte", "rte | mrpc | qqp | mnli | boolq | pairs")
-flags.DEFINE_enum("model", "virt", ["cross", "siamese", "virt"], "Model to train.")
+flags.DEFINE_enum("model", "virt", model_names(), "Model to train: cross (teacher), siamese, "
+                  "virt (VIRT-encoder), deformer, dipair, poly, dse.")
 flags.DEFINE_string("data_dir", None, "Task files in the official layout; "
                     "tensorflow-datasets when not given.")
 flags.DEFINE_string("model_dir", None, "Output directory (required).")
@@ -51,11 +54,38 @@ flags.DEFINE_integer("seed", None, "Seed of data order, initialisation and dropo
 flags.DEFINE_float("virt_alpha", None, "Weight of L_virt (Eq. 10); 0 = w/o VIRT.")
 flags.DEFINE_enum("virt_head", None, ["adapted", "simple"], "Head of --model=virt; "
                   "simple = w/o VIRT-A.")
-flags.DEFINE_enum("fusion", None, ["paper", "code"], "Eq. 9 features: paper or released code.")
+flags.DEFINE_enum("fusion", None, ["paper", "code", "concat"], "Eq. 9 features: paper, "
+                  "released code, or concat (the paper's literal [u; v] Siamese head).")
 flags.DEFINE_bool("pool_padding", None, "Mean over the padded length in Eq. 8 (released code).")
 flags.DEFINE_enum("virt_norm", None, ["squared", "frobenius"], "Norm of Eq. 7.")
 flags.DEFINE_list("virt_layers", None, "Student layers to distil (default all).")
 flags.DEFINE_float("logit_beta", None, "Weight of DSE-style logit distillation.")
+flags.DEFINE_float("temperature", None, "Temperature of the logit distillation.")
+flags.DEFINE_float("task_weight", None, "Weight of the cross-entropy (DSE: 0.5).")
+flags.DEFINE_integer("deformer_joint_layers", None, "DeFormer: upper layers run jointly "
+                     "(paper: 1).")
+flags.DEFINE_integer("dipair_x_tokens", None, "DiPair: first states of x read online (8).")
+flags.DEFINE_integer("dipair_y_tokens", None, "DiPair: first states of y read online (16).")
+flags.DEFINE_integer("poly_codes", None, "Poly-encoder: learned codes (paper: 360).")
+flags.DEFINE_integer("poly_first_m", None, "Poly-encoder: use x's first m states instead of "
+                     "learned codes (released code: 64).")
+flags.DEFINE_enum("precision", None, ["float32", "mixed_bfloat16"], "Compute precision of "
+                  "training (weights and losses stay float32).")
+flags.DEFINE_bool("length_buckets", None, "Batches of similar length (seeded, deterministic).")
+flags.DEFINE_bool("jit_compile", None, "Compile the train step with XLA.")
+flags.DEFINE_enum("select_epoch", None, ["last", "best_tune"], "Keep the last epoch's weights "
+                  "or those of the epoch with the best tune-split accuracy.")
+flags.DEFINE_enum("distribution_strategy", "default", ["default", "mirrored",
+                                                       "multi_worker_mirrored", "tpu"],
+                  "tf.distribute strategy (multi_worker_mirrored reads TF_CONFIG); "
+                  "--batch_size stays the global batch.")
+flags.DEFINE_string("tpu", None, "TPU address or name for --distribution_strategy=tpu.")
+flags.DEFINE_integer("cpu_devices", None, "Split the CPU into N logical devices (mirrored "
+                     "training on a CPU: tests, debugging).")
+flags.DEFINE_float("dropout_rate", None, "Dropout of the head, and of the encoder when given "
+                   "(default: the checkpoint's own).")
+flags.DEFINE_string("debug_worker_weights", None, "Testing only: every worker writes its "
+                    "final weights to DIR/worker_<task id>.weights.h5.")
 flags.DEFINE_integer("max_train_examples", None, "Use the first N training examples "
                      "(after the tuning hold-out).")
 flags.DEFINE_integer("max_eval_examples", None, "Score the first N evaluation examples.")
@@ -76,8 +106,11 @@ flags.DEFINE_integer("debug_nan_at_step", None, "Testing only: make the loss of 
 
 OVERRIDABLE = ("epochs", "teacher_epochs", "learning_rate", "batch_size", "warmup_ratio",
                "max_seq_length", "seed", "virt_alpha", "virt_head", "fusion", "pool_padding",
-               "virt_norm", "logit_beta", "max_train_examples", "max_eval_examples",
-               "tune_fraction", "eval_split", "checkpoint_steps")
+               "virt_norm", "logit_beta", "temperature", "task_weight", "max_train_examples",
+               "max_eval_examples", "tune_fraction", "eval_split", "checkpoint_steps",
+               "deformer_joint_layers", "dipair_x_tokens", "dipair_y_tokens", "poly_codes",
+               "poly_first_m", "precision", "length_buckets", "jit_compile", "select_epoch",
+               "dropout_rate")
 
 
 def resolve_config():
@@ -85,12 +118,13 @@ def resolve_config():
     overrides = {k: getattr(FLAGS, k) for k in OVERRIDABLE}
     if FLAGS.virt_layers is not None:
         overrides["virt_layers"] = [int(x) for x in FLAGS.virt_layers]
-    if FLAGS.model == "siamese" and FLAGS.virt_alpha is None:
-        overrides["virt_alpha"] = 0.0  # the plain Siamese baseline unless asked for VIRT
-    cfg = load_config(FLAGS.task, FLAGS.config, overrides)
-    if FLAGS.model == "siamese":
-        cfg["virt_head"] = "simple"
-    return cfg
+    return load_config(FLAGS.task, FLAGS.model, FLAGS.config, overrides)
+
+
+def teacher_config(cfg):
+    """The pipeline's teacher stage: the student's run options, trained on the task loss."""
+    return dict(cfg, model="cross", virt_alpha=0.0, logit_beta=0.0, task_weight=1.0,
+                _pipeline_teacher=True)
 
 
 def load_data(cfg, task):
@@ -144,8 +178,8 @@ def _train():
         raise ConfigError("--model_dir is required")
     if FLAGS.debug_nan_at_step is not None and FLAGS.debug_nan_at_step < 1:
         raise ConfigError(f"--debug_nan_at_step must be >= 1, got {FLAGS.debug_nan_at_step}")
-    teacher_config = os.path.join(FLAGS.teacher_dir or "", "model_config.json")
-    if FLAGS.teacher_dir and FLAGS.model != "cross" and not os.path.isfile(teacher_config):
+    teacher_file = os.path.join(FLAGS.teacher_dir or "", "model_config.json")
+    if FLAGS.teacher_dir and not os.path.isfile(teacher_file):
         raise ConfigError(f"--teacher_dir {FLAGS.teacher_dir}: no model_config.json "
                           "(not a trained model directory)")
     if FLAGS.init_checkpoint and not FLAGS.encoder_preset and not (
@@ -156,9 +190,15 @@ def _train():
     task = make_task(cfg)
     data = load_data(cfg, task)
 
+    import dataclasses  # pylint: disable=import-outside-toplevel
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from virt_tf.distribute import get_strategy, is_chief  # pylint: disable=import-outside-toplevel
+    # before anything places a tensor: a strategy may split the CPU into devices
+    strategy = get_strategy(FLAGS.distribution_strategy, FLAGS.tpu, FLAGS.cpu_devices)
     from virt_tf.data.tokenization import BertPairPreprocessor  # pylint: disable=import-outside-toplevel
-    from virt_tf.modeling.checkpoints import default_checkpoint_dir, read_pretrained  # pylint: disable=import-outside-toplevel
+    from virt_tf.loading import read_init_checkpoint  # pylint: disable=import-outside-toplevel
+    from virt_tf.losses import needs_teacher, objective_from_config  # pylint: disable=import-outside-toplevel
+    from virt_tf.modeling.checkpoints import default_checkpoint_dir  # pylint: disable=import-outside-toplevel
     from virt_tf.modeling.encoder import EncoderConfig  # pylint: disable=import-outside-toplevel
     from virt_tf.models.registry import load_classifier  # pylint: disable=import-outside-toplevel
     from virt_tf import training  # pylint: disable=import-outside-toplevel
@@ -169,9 +209,13 @@ def _train():
         vocab = FLAGS.vocab_file or os.path.join(default_checkpoint_dir(), "vocab.txt")
         lower_case = True
     else:
-        pretrained = read_pretrained(FLAGS.init_checkpoint)
+        pretrained = read_init_checkpoint(FLAGS.init_checkpoint)
         cfg["encoder_config"] = pretrained.config
         vocab, lower_case = pretrained.vocab_file, pretrained.lower_case
+    if FLAGS.dropout_rate is not None:  # the whole model's dropout, encoder included
+        cfg["encoder_config"] = dataclasses.replace(
+            cfg["encoder_config"], hidden_dropout_prob=FLAGS.dropout_rate,
+            attention_probs_dropout_prob=FLAGS.dropout_rate)
     if cfg["max_seq_length"] > cfg["encoder_config"].max_position_embeddings:
         raise ConfigError(f"max_seq_length {cfg['max_seq_length']} is longer than the encoder's "
                           f"{cfg['encoder_config'].max_position_embeddings} positions")
@@ -193,36 +237,61 @@ def _train():
     t0 = time.time()
     result = {"task": task.name, "model": FLAGS.model, "truncated_train_pairs": truncated}
 
-    needs_teacher = FLAGS.model != "cross" and (cfg["virt_alpha"] > 0 or cfg["logit_beta"] > 0)
+    use_teacher = needs_teacher(objective_from_config(cfg))
     teacher = None
-    if needs_teacher:
+    if use_teacher:
         if FLAGS.teacher_dir:
-            teacher, tconf = load_classifier(FLAGS.teacher_dir)
-            if tconf["model"] != "cross":
+            with training.precision_scope(cfg["precision"]), strategy.scope():
+                teacher, tconf = load_classifier(FLAGS.teacher_dir)  # mirrored, frozen
+            if "pair" not in teacher.input_packings:
                 raise ConfigError(f"--teacher_dir {FLAGS.teacher_dir} holds a "
-                                  f"{tconf['model']} model, not a cross-encoder")
+                                  f"{tconf['model']} model, which encodes its texts apart; the "
+                                  "teacher must read the pair jointly (a cross-encoder)")
             tmetrics_path = os.path.join(FLAGS.teacher_dir, training.METRICS_FILE)
             result["teacher"] = (training.read_metrics(FLAGS.teacher_dir)
                                  if os.path.exists(tmetrics_path) else {})
             result["teacher"]["dir"] = FLAGS.teacher_dir
         else:
-            tcfg = dict(cfg, _pipeline_teacher=True)
-            teacher, tmetrics = training.run_stage(
-                "cross", os.path.join(FLAGS.model_dir, "teacher"), tcfg, data, pretrained, prep,
-                verbose=verbose)
+            teacher_dir = os.path.join(FLAGS.model_dir, "teacher")
+            _, tmetrics = training.run_stage("cross", teacher_dir, teacher_config(cfg), data,
+                                             pretrained, prep, verbose=verbose,
+                                             strategy=strategy)
             result["teacher"] = tmetrics
+            wait_for_file(os.path.join(teacher_dir, training.METRICS_FILE))  # the chief's
+            result["teacher"] = training.read_metrics(teacher_dir)
+            with training.precision_scope(cfg["precision"]), strategy.scope():
+                teacher, _ = load_classifier(teacher_dir)  # mirrored, frozen
         logging.info("teacher %s: %s", cfg["eval_split"], result["teacher"].get("accuracy"))
-    _, metrics = training.run_stage(FLAGS.model, FLAGS.model_dir, cfg, data, pretrained, prep,
-                                    teacher=teacher, verbose=verbose)
-    if needs_teacher:
+    classifier, metrics = training.run_stage(FLAGS.model, FLAGS.model_dir, cfg, data,
+                                             pretrained, prep, teacher=teacher,
+                                             verbose=verbose, strategy=strategy)
+    if FLAGS.debug_worker_weights:
+        resolver = getattr(strategy, "cluster_resolver", None)
+        task_id = getattr(resolver, "task_id", 0) or 0
+        os.makedirs(FLAGS.debug_worker_weights, exist_ok=True)
+        classifier.save_weights(os.path.join(FLAGS.debug_worker_weights,
+                                             f"worker_{task_id}.weights.h5"))
+    if not is_chief(strategy):
+        print(f"worker done: the chief writes {FLAGS.model_dir}")
+        return 0
+    if use_teacher:
         metrics = dict(metrics, teacher=result["teacher"])
     metrics.update({k: v for k, v in result.items() if k != "teacher"})
     metrics["wall_seconds"] = round(time.time() - t0, 1)
     training.write_json(os.path.join(FLAGS.model_dir, training.METRICS_FILE), metrics)
     print(f"{FLAGS.model} {task.name} {cfg['eval_split']}: accuracy {metrics['accuracy']:.4f}"
           + (f" (teacher {metrics['teacher'].get('accuracy', float('nan')):.4f})"
-             if needs_teacher else ""))
+             if use_teacher else ""))
     return 0
+
+
+def wait_for_file(path, timeout=600):
+    """Wait for the chief to write ``path`` (a non-chief worker of a cluster)."""
+    deadline = time.time() + timeout
+    while not os.path.exists(path):
+        if time.time() > deadline:
+            raise TimeoutError(f"{path}: not written by the chief after {timeout} s")
+        time.sleep(0.5)
 
 
 def main(argv):

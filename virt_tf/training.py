@@ -18,9 +18,12 @@ only removes checkpoints older than the one the state file names.
 `checkpoints/stage.json` records what the steps mean (batch size, seed, data
 size...); resuming with a different setting is refused.
 """
+import contextlib
+import hashlib
 import json
 import math
 import os
+import shutil
 import time
 
 import keras
@@ -28,24 +31,22 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from virt_tf.data.pipeline import steps_per_epoch, training_stream
-from virt_tf.evaluate import compute_metrics, predict_probs
-from virt_tf.losses import VirtLoss
+from virt_tf.data.pipeline import (TokenizedPairs, batch_plan, eval_dataset, padding_share,
+                                   steps_per_epoch, training_stream)
+from virt_tf.distribute import distributed_stream, is_chief
+from virt_tf.evaluation import compute_metrics, predict_probs
+from virt_tf.losses import objective_from_config
 from virt_tf.modeling.checkpoints import assign_weights
-from virt_tf.models.registry import (build_classifier, build_now, is_representation_model,
-                                     load_classifier, save_classifier)
+from virt_tf.models.registry import build_classifier, build_now, load_classifier, save_classifier
 from virt_tf.models.virt import VirtModel
 from virt_tf.optimization import create_optimizer
 
 METRICS_FILE = "metrics.json"
+TRAIN_LOG = "train_log.jsonl"
+PREDICTIONS_FILE = "predictions.npz"
 
 
-class NumericalError(RuntimeError):
-    """A NaN or Inf loss; the last good checkpoint is kept as the latest."""
-
-
-class StageError(RuntimeError):
-    """A stage directory that cannot be resumed with this configuration."""
+from virt_tf.errors import NumericalError, StageError  # noqa: E402,F401
 
 
 # Checkpoints kept; must stay >= 2 (see the module docstring).
@@ -157,7 +158,7 @@ def _first_line(error):
     return lines[0] if lines else type(error).__name__
 
 
-def _check_stage_file(directory, info, resuming):
+def _check_stage_file(directory, info, resuming, write=True):
     """Refuse to resume checkpoints whose steps mean something else (other batch, seed...)."""
     path = os.path.join(directory, "checkpoints", STAGE_FILE)
     if resuming and os.path.exists(path):
@@ -171,7 +172,7 @@ def _check_stage_file(directory, info, resuming):
             diff = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in sorted(changed.items()))
             raise StageError(f"{directory}: its checkpoints come from a different setting "
                              f"({diff}); use another --model_dir or the same options")
-    else:
+    elif write:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         write_json(path, info)
 
@@ -196,13 +197,132 @@ def write_json(path, obj):
     os.replace(tmp, path)
 
 
+# Run options that do not change what a stage computes: a resume may change them.
+RESUME_FREE = {"checkpoint_steps", "max_eval_examples", "eval_split", "epochs_note"}
+
+
+@contextlib.contextmanager
+def precision_scope(policy):
+    """Keras' global dtype policy (``float32`` or ``mixed_bfloat16``) while building models.
+
+    Under ``mixed_bfloat16`` matmuls run in bfloat16 and the variables stay float32;
+    the losses (`virt_tf.losses`) cast to float32, so softmaxes of the loss, L_virt
+    and the cross-entropy are float32.
+    """
+    previous = keras.config.dtype_policy().name
+    keras.config.set_dtype_policy(policy or "float32")
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def fingerprint_examples(examples):
+    """A short hash of the training examples (text, text, label) in order."""
+    h = hashlib.sha256()
+    for e in examples:
+        h.update(f"{e.text_a}\t{e.text_b}\t{e.label}\n".encode("utf-8"))
+    return h.hexdigest()[:16]
+
+
+def fingerprint_weights(model):
+    """A short hash of a model's weights (identifies a teacher)."""
+    h = hashlib.sha256()
+    for w in model.weights:
+        h.update(np.ascontiguousarray(w.numpy()).tobytes())
+    return h.hexdigest()[:16]
+
+
+def stage_settings(model_name, cfg, data, pretrained, teacher, epochs, spe):
+    """Everything that changes what a stage computes (recorded in ``stage.json``)."""
+    settings = {k: v for k, v in _jsonable(cfg).items() if k not in RESUME_FREE}
+    settings.update(model=model_name, epochs=epochs, steps_per_epoch=spe,
+                    total_steps=spe * epochs, train_examples=len(data["train"]),
+                    train_data=fingerprint_examples(data["train"]),
+                    init_checkpoint=(f"{pretrained.fmt}:{os.path.abspath(pretrained.source)}"
+                                     if pretrained is not None else "random"),
+                    teacher=fingerprint_weights(teacher) if teacher is not None else None)
+    return settings
+
+
+class TrainLog(keras.callbacks.Callback):
+    """Appends the running training metrics every ``every`` steps, and each epoch's
+    metrics with its tune-split results, to ``train_log.jsonl`` (for curves and for
+    choosing the epoch). A resumed run drops the lines past its restored step."""
+
+    def __init__(self, path, every, start_step):
+        super().__init__()
+        self.path, self.every = path, int(every)
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                lines = [l for l in f if l.strip() and json.loads(l)["step"] <= start_step]
+            with open(path, "w", encoding="utf-8") as f:
+                f.writelines(lines)
+
+    def _write(self, record):
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record, sort_keys=True) + "\n")
+
+    def _step(self):
+        return int(self.model.optimizer.iterations.numpy())
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = self._step()
+        if step % self.every == 0:
+            self._write({"step": step, "kind": "train",
+                         **{k: float(v) for k, v in (logs or {}).items()}})
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._write({"step": self._step(), "kind": "epoch", "epoch": epoch + 1,
+                     **{k: float(v) for k, v in (logs or {}).items()}})
+
+
+class KeepBestEpoch(keras.callbacks.Callback):
+    """After each epoch, keeps the weights of the best tune-split accuracy so far in
+    ``best.weights.h5`` (with ``best.json``), surviving a resume."""
+
+    def __init__(self, classifier, directory):
+        super().__init__()
+        self.classifier = classifier
+        self.weights = os.path.join(directory, "checkpoints", "best.weights.h5")
+        self.info = os.path.join(directory, "checkpoints", "best.json")
+
+    def best(self):
+        if not os.path.exists(self.info):
+            return None
+        with open(self.info, encoding="utf-8") as f:
+            return json.load(f)
+
+    def on_epoch_end(self, epoch, logs=None):
+        score = (logs or {}).get("val_accuracy")
+        if score is None:
+            return
+        best = self.best()
+        if best is None or float(score) > best["val_accuracy"]:
+            tmp = self.weights[: -len(".weights.h5")] + ".tmp.weights.h5"
+            self.classifier.save_weights(tmp)
+            os.replace(tmp, self.weights)
+            write_json(self.info, {"epoch": epoch + 1, "val_accuracy": float(score)})
+
+
 def run_stage(model_name, directory, cfg, data, pretrained, preprocessor, teacher=None,
-              verbose=1):
+              verbose=1, strategy=None):
     """Train model ``model_name`` into ``directory`` (or resume it); returns (classifier, metrics).
 
     ``data`` has ``train``, ``tune`` and ``eval`` example lists and ``task``.
     ``pretrained`` is a `PretrainedBert` (or None for random init with cfg['encoder']).
+    Training runs under ``cfg["precision"]``; the model that is scored and returned is
+    the saved one, reloaded in float32. With ``select_epoch: best_tune`` the weights of
+    the epoch with the best tune-split accuracy are kept (else the last epoch's).
+
+    ``strategy`` (a `tf.distribute.Strategy`, default: none) places the model, the
+    optimizer and the teacher (which the caller built in its scope) on its replicas;
+    ``batch_size`` stays the global batch. Only the chief writes the model directory,
+    the logs and the best-epoch weights; every worker saves the resumable checkpoints
+    (the others into a scratch folder) and resumes from the chief's.
     """
+    strategy = strategy or tf.distribute.get_strategy()
+    chief = is_chief(strategy)
     if stage_finished(directory):
         logging.info("%s: finished earlier, reusing it", directory)
         classifier, _ = load_classifier(directory)
@@ -211,74 +331,88 @@ def run_stage(model_name, directory, cfg, data, pretrained, preprocessor, teache
     seed = int(cfg["seed"])
     keras.utils.set_random_seed(seed)
     task = data["task"]
-    encoder_config = cfg["encoder_config"]
-    classifier = build_now(build_classifier(model_name, encoder_config, task.num_labels, cfg))
-    if pretrained is not None:
-        assign_weights(classifier.encoder, pretrained.weights, pretrained.source)
-
     epochs = int(cfg["teacher_epochs"] or cfg["epochs"]) if model_name == "cross" and \
         cfg.get("_pipeline_teacher") else int(cfg["epochs"])
     batch_size = int(cfg["batch_size"])
     spe = steps_per_epoch(len(data["train"]), batch_size)
     total = spe * epochs
-    optimizer = create_optimizer(cfg["learning_rate"], total, cfg["warmup_ratio"],
-                                 cfg["adam_epsilon"], cfg["adam_beta_1"], cfg["adam_beta_2"],
-                                 cfg.get("clipnorm"))
-    if is_representation_model(model_name):
-        model = VirtModel(classifier, teacher=teacher if (cfg["virt_alpha"] > 0 or
-                                                          cfg["logit_beta"] > 0) else None,
-                          alpha=cfg["virt_alpha"],
-                          virt=VirtLoss(cfg["virt_norm"], cfg.get("virt_layers")),
-                          logit_beta=cfg["logit_beta"], temperature=cfg["temperature"])
-        model.compile(optimizer=optimizer, jit_compile=False)
-    else:
-        model = classifier
-        model.compile(optimizer=optimizer,
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                      metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-                      jit_compile=False)
-    optimizer.build(classifier.trainable_variables)
+    with precision_scope(cfg.get("precision", "float32")), strategy.scope():
+        classifier = build_now(build_classifier(model_name, cfg["encoder_config"],
+                                                task.num_labels, cfg))
+        if pretrained is not None:
+            assign_weights(classifier.encoder, pretrained.weights, pretrained.source)
+        optimizer = create_optimizer(cfg["learning_rate"], total, cfg["warmup_ratio"],
+                                     cfg["adam_epsilon"], cfg["adam_beta_1"],
+                                     cfg["adam_beta_2"], cfg.get("clipnorm"))
+        model = VirtModel(classifier, teacher=teacher, terms=objective_from_config(cfg))
+        model.compile(optimizer=optimizer, jit_compile=bool(cfg.get("jit_compile", False)))
+        optimizer.build(classifier.trainable_variables)
 
     ckpt = make_checkpoint(classifier, optimizer)
     ckpt_dir = os.path.join(directory, "checkpoints")
+    # every worker takes part in a save; the others write into a scratch folder
+    write_dir = ckpt_dir if chief else os.path.join(
+        ckpt_dir, f"worker_{strategy.cluster_resolver.task_id}")
     try:
         manager = tf.train.CheckpointManager(ckpt, ckpt_dir, max_to_keep=MAX_TO_KEEP)
+        if not chief:
+            latest = manager.latest_checkpoint
+            manager = tf.train.CheckpointManager(ckpt, write_dir, max_to_keep=1)
+            manager_latest = latest
+        else:
+            manager_latest = manager.latest_checkpoint
     except (ValueError, tf.errors.OpError) as e:
         raise StageError(f"{ckpt_dir}: not a checkpoint directory of this program: "
                          f"{_first_line(e)}") from e
-    if manager.latest_checkpoint is None and os.path.exists(os.path.join(ckpt_dir, "checkpoint")):
+    if manager_latest is None and os.path.exists(os.path.join(ckpt_dir, "checkpoint")):
         # TensorFlow ignores an unparsable state file and would start over silently.
         raise StageError(f"{ckpt_dir}: not a checkpoint directory of this program (its "
                          "'checkpoint' file is not a TensorFlow checkpoint state); use "
                          "another --model_dir")
     run_info = {"model": model_name, "epochs": epochs, "steps_per_epoch": spe,
                 "total_steps": total, "train_examples": len(data["train"])}
-    _check_stage_file(directory, dict(run_info, batch_size=batch_size, seed=seed),
-                      resuming=bool(manager.latest_checkpoint))
+    _check_stage_file(directory, stage_settings(model_name, cfg, data, pretrained, teacher,
+                                                epochs, spe),
+                      resuming=bool(manager_latest), write=chief)
     start = 0
-    if manager.latest_checkpoint:
-        restore_checkpoint(classifier, optimizer, manager.latest_checkpoint)
+    if manager_latest:
+        restore_checkpoint(classifier, optimizer, manager_latest)
         start = int(optimizer.iterations.numpy())
         if start > total:
-            raise StageError(f"{manager.latest_checkpoint} is at step {start}, beyond the "
+            raise StageError(f"{manager_latest} is at step {start}, beyond the "
                              f"{total} steps of this run")
         logging.info("resuming %s at step %d of %d", directory, start, total)
     guard = NanGuard()
-    callbacks = [guard, StepCheckpoint(manager, int(cfg["checkpoint_steps"]), guard),
-                 keras.callbacks.TensorBoard(os.path.join(directory, "logs"),
-                                             update_freq=max(1, min(50, spe)))]
+    keep_best = KeepBestEpoch(classifier, directory)
+    callbacks = [guard, StepCheckpoint(manager, int(cfg["checkpoint_steps"]), guard)]
+    if chief:
+        callbacks += [TrainLog(os.path.join(directory, TRAIN_LOG), max(1, min(50, spe)), start),
+                      keras.callbacks.TensorBoard(os.path.join(directory, "logs"),
+                                                  update_freq=max(1, min(50, spe)))]
+        if data.get("tune"):
+            callbacks.insert(2, keep_best)  # before the epoch-end checkpoint is taken
     if cfg.get("_debug_nan_at_step"):
         callbacks.insert(0, PoisonWeights(classifier, cfg["_debug_nan_at_step"]))
     t0 = time.time()
     val = None
     if data.get("tune"):
-        from virt_tf.data.pipeline import eval_dataset  # pylint: disable=import-outside-toplevel
         val = eval_dataset(data["tune"], preprocessor, 64)[0]
+    train_pairs = TokenizedPairs.from_examples(data["train"], preprocessor)
+    bucket = bool(cfg.get("length_buckets", True))
+    if start == 0:
+        plan = batch_plan(train_pairs.lengths, batch_size, epochs, seed, bucket)
+        logging.info("padding: %.1f%% of the pair packings' positions (%s)",
+                     100 * padding_share(train_pairs.lengths, plan),
+                     "length-bucketed batches" if bucket else "random batches")
     while start < total:
         epoch = start // spe
         steps = spe - start % spe
-        stream = training_stream(data["train"], preprocessor, batch_size, epochs, seed,
-                                 start_step=start)
+        if strategy.num_replicas_in_sync > 1 or not chief:
+            stream = distributed_stream(strategy, train_pairs, preprocessor, batch_plan(
+                train_pairs.lengths, batch_size, epochs, seed, bucket)[start:])
+        else:
+            stream = training_stream(train_pairs, preprocessor, batch_size, epochs, seed,
+                                     start_step=start, bucket=bucket)
         model.fit(stream, initial_epoch=epoch, epochs=epoch + 1 if steps != spe else epochs,
                   steps_per_epoch=steps if steps != spe else spe, validation_data=val,
                   callbacks=callbacks, verbose=verbose)
@@ -292,27 +426,74 @@ def run_stage(model_name, directory, cfg, data, pretrained, preprocessor, teache
             raise StageError(f"{directory}: no progress at step {start}")
         start = new_start
     train_seconds = time.time() - t0
+    if not chief:  # the chief writes the model directory
+        shutil.rmtree(write_dir, ignore_errors=True)
+        return classifier, {"chief": False, "train_seconds": round(train_seconds, 1)}
 
-    t1 = time.time()
-    metrics = evaluate_with_loss(classifier, data["eval"], preprocessor, task.metrics)
-    metrics.update(run_info, split=cfg["eval_split"], train_seconds=round(train_seconds, 1),
-                   eval_seconds=round(time.time() - t1, 1), seed=seed)
-    if data.get("tune"):
-        tune = evaluate_with_loss(classifier, data["tune"], preprocessor, task.metrics)
-        metrics["tune"] = {k: v for k, v in tune.items()}
+    chosen = {"epoch": epochs, "rule": "last"}
+    best = keep_best.best()
+    if cfg.get("select_epoch", "last") == "best_tune" and best is not None:
+        classifier.load_weights(keep_best.weights)
+        chosen = {"epoch": best["epoch"], "rule": "best_tune"}
     meta = {"task": task.name, "labels": list(task.labels), "metrics": list(task.metrics),
+            "task_options": dict(task.options),
             "lower_case": preprocessor.lower_case, "max_seq_length": preprocessor.max_seq_length,
             "eval_split": cfg["eval_split"], "train_config": _jsonable(cfg)}
     save_classifier(directory, model_name, classifier, meta, preprocessor.vocab_file)
+    classifier, _ = load_classifier(directory)  # float32, exactly what was saved
+    t1 = time.time()
+    probs = predict_probs(classifier, data["eval"], preprocessor)
+    save_predictions(directory, cfg["eval_split"], probs, data["eval"])
+    metrics = evaluate_with_loss(classifier, data["eval"], preprocessor, task.metrics, probs)
+    metrics.update(run_info, split=cfg["eval_split"], train_seconds=round(train_seconds, 1),
+                   eval_seconds=round(time.time() - t1, 1), seed=seed, selected_epoch=chosen,
+                   precision=cfg.get("precision", "float32"))
+    if data.get("tune"):
+        tune = evaluate_with_loss(classifier, data["tune"], preprocessor, task.metrics)
+        metrics["tune"] = {k: v for k, v in tune.items()}
     write_json(os.path.join(directory, METRICS_FILE), metrics)
     logging.info("%s: %s", directory, {k: metrics[k] for k in ("accuracy",) if k in metrics})
     return classifier, metrics
 
 
-def evaluate_with_loss(classifier, examples, preprocessor, metric_names):
+def save_predictions(directory, split, probs, examples):
+    """The evaluation split's probabilities, for paired comparisons without re-scoring."""
+    path = os.path.join(directory, PREDICTIONS_FILE)
+    tmp = path + ".tmp.npz"
+    np.savez(tmp, probs=probs.astype(np.float32), split=np.array(split),
+             labels=np.array([e.label for e in examples], np.int32),
+             fingerprint=np.array(fingerprint_examples(examples)))
+    os.replace(tmp, path)
+
+
+def load_predictions(directory, split=None, examples=None):
+    """``(probs, labels)`` saved by training, or None when absent or for other pairs."""
+    path = os.path.join(directory, PREDICTIONS_FILE)
+    if not os.path.exists(path):
+        return None
+    with np.load(path) as data:
+        if split is not None and str(data["split"]) != split:
+            return None
+        if examples is not None and str(data["fingerprint"]) != fingerprint_examples(examples):
+            return None
+        return data["probs"], data["labels"]
+
+
+def read_train_log(directory, kind=None):
+    """The records of ``train_log.jsonl`` (optionally of one ``kind``: train or epoch)."""
+    path = os.path.join(directory, TRAIN_LOG)
+    if not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8") as f:
+        records = [json.loads(l) for l in f if l.strip()]
+    return [r for r in records if kind is None or r.get("kind") == kind]
+
+
+def evaluate_with_loss(classifier, examples, preprocessor, metric_names, probs=None):
     """The task metrics plus ``loss``, the mean cross-entropy: a sensitive fingerprint of
     the weights (two runs that differ anywhere differ in it, unlike in accuracy)."""
-    probs = predict_probs(classifier, examples, preprocessor)
+    if probs is None:
+        probs = predict_probs(classifier, examples, preprocessor)
     labels = np.array([e.label for e in examples])
     metrics = compute_metrics(probs, labels, metric_names)
     picked = probs[np.arange(len(labels)), labels].astype(np.float64)

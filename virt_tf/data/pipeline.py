@@ -1,13 +1,59 @@
-"""tf.data pipelines: strings -> preprocessed, per-batch padded id packings."""
+"""tf.data pipelines: text pairs -> per-batch padded id packings.
+
+Training tokenizes every pair once (`TokenizedPairs`: the word pieces after
+the one longest-first truncation), then streams batches of example indices
+planned in numpy (`batch_plan`): a seeded permutation per epoch
+(`epoch_order`) and, by default, length bucketing (pairs of similar length
+share a batch, so little of each batch is padding). The plan is a pure
+function of the seed, so batch ``k`` is the same in every run of the same
+seed and a resumed run starts at its step with the same data.
+"""
 import numpy as np
 import tensorflow as tf
 
+from virt_tf.data.tasks import Example
+
+# Length bucketing: a window of this many batches of the epoch's permutation is
+# sorted by pair length and cut into batches; the epoch's batches are then shuffled.
+BUCKET_WINDOW_BATCHES = 50
+
 
 def _columns(examples):
+    """Text and label columns of `Example`s or of unlabelled ``(text_a, text_b)`` pairs."""
+    if examples and isinstance(examples[0], (tuple, list)):
+        examples = [Example(str(a), str(b), 0) for a, b in examples]
     a = np.array([e.text_a for e in examples], dtype=object)
     b = np.array([e.text_b for e in examples], dtype=object)
     y = np.array([e.label for e in examples], dtype=np.int32)
     return a, b, y
+
+
+class TokenizedPairs:
+    """Every pair's word pieces, truncated once: ragged ``a``/``b`` int64 `[n, (pieces)]`,
+    ``labels`` int32 `[n]`, and ``lengths`` (the pair packing's length, specials included)."""
+
+    def __init__(self, a, b, labels):
+        self.a, self.b = a, b
+        self.labels = np.asarray(labels, np.int32)
+        self.lengths = (a.row_lengths().numpy() + b.row_lengths().numpy() + 3).astype(np.int64)
+
+    def __len__(self):
+        return len(self.labels)
+
+    @classmethod
+    def from_examples(cls, examples, preprocessor, chunk=4096):
+        a_text, b_text, labels = _columns(examples)
+        parts_a, parts_b = [], []
+        for i in range(0, len(labels), chunk):
+            pa, pb = preprocessor.truncate(tf.constant(a_text[i:i + chunk].astype(str)),
+                                           tf.constant(b_text[i:i + chunk].astype(str)))
+            parts_a.append(pa)
+            parts_b.append(pb)
+        if not parts_a:
+            empty = tf.RaggedTensor.from_row_lengths(tf.zeros([0], tf.int64),
+                                                     tf.zeros([0], tf.int64))
+            return cls(empty, empty, labels)
+        return cls(tf.concat(parts_a, axis=0), tf.concat(parts_b, axis=0), labels)
 
 
 def epoch_order(n, epochs, seed):
@@ -16,27 +62,70 @@ def epoch_order(n, epochs, seed):
     return np.concatenate([rng.permutation(n) for _ in range(epochs)])
 
 
-def training_stream(examples, preprocessor, batch_size, epochs, seed, start_step=0):
-    """The whole training run as one deterministic stream of batches.
-
-    Batches are taken from the concatenation of ``epochs`` seeded permutations,
-    so that batch ``k`` is the same in every run of the same seed and a resumed
-    run can start at ``start_step`` with the same data order.
-    Yields `(features, labels)`; features as `BertPairPreprocessor.__call__`.
-    """
-    a, b, y = _columns(examples)
-    order = epoch_order(len(examples), epochs, seed)
-    order = order[start_step * batch_size:]
-    ds = tf.data.Dataset.from_tensor_slices((a[order].astype(str), b[order].astype(str),
-                                             y[order]))
-    ds = ds.batch(batch_size)
-    ds = ds.map(lambda ta, tb, lab: (preprocessor(ta, tb), lab),
-                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.prefetch(tf.data.AUTOTUNE)
-
-
 def steps_per_epoch(num_examples, batch_size):
     return max(1, num_examples // batch_size)
+
+
+def batch_plan(lengths, batch_size, epochs, seed, bucket=True,
+               window=BUCKET_WINDOW_BATCHES):
+    """Example indices of every training batch: int `[epochs * steps_per_epoch, batch_size]`.
+
+    Each epoch takes its seeded permutation (`epoch_order`; the last partial batch
+    is dropped). With ``bucket``, each window of ``window`` batches of it is
+    sorted by pair length (stable) and cut into batches, and the epoch's
+    batches are put in a seeded random order: every example is still seen once
+    an epoch, and batches hold pairs of similar length.
+    """
+    n = len(lengths)
+    spe = steps_per_epoch(n, batch_size)
+    if n < batch_size:  # one short batch an epoch
+        order = epoch_order(n, epochs, seed).reshape(epochs, n)
+        return order
+    order = epoch_order(n, epochs, seed).reshape(epochs, n)[:, :spe * batch_size]
+    if not bucket:
+        return order.reshape(epochs * spe, batch_size)
+    rng = np.random.RandomState([seed, 1])
+    lengths = np.asarray(lengths)
+    plans = []
+    for e in range(epochs):
+        batches = []
+        for start in range(0, spe * batch_size, window * batch_size):
+            chunk = order[e, start:start + window * batch_size]
+            chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+            batches.extend(chunk.reshape(-1, batch_size))
+        plans.append(np.stack(batches)[rng.permutation(spe)])
+    return np.concatenate(plans)
+
+
+def padding_share(lengths, plan):
+    """Share of the pair packings' positions that are padding under ``plan``."""
+    lengths = np.asarray(lengths)
+    per_batch = lengths[plan]
+    padded = per_batch.max(axis=1, keepdims=True) * per_batch.shape[1]
+    return float(1.0 - per_batch.sum() / padded.sum())
+
+
+def training_stream(examples, preprocessor, batch_size, epochs, seed, start_step=0,
+                    bucket=True):
+    """The whole training run as one deterministic stream of batches.
+
+    ``examples`` are `Example`s or a `TokenizedPairs` (tokenize once, reuse across
+    resumes). Batch ``k`` is the same in every run of the same seed, so a resumed
+    run starts at ``start_step`` with the same data. Yields `(features, labels)`;
+    features as `BertPairPreprocessor.__call__`.
+    """
+    pairs = (examples if isinstance(examples, TokenizedPairs)
+             else TokenizedPairs.from_examples(examples, preprocessor))
+    plan = batch_plan(pairs.lengths, batch_size, epochs, seed, bucket)[start_step:]
+    a, b, labels = pairs.a, pairs.b, tf.constant(pairs.labels)
+
+    def make(indices):
+        return preprocessor.pack(tf.gather(a, indices), tf.gather(b, indices)), \
+            tf.gather(labels, indices)
+
+    ds = tf.data.Dataset.from_tensor_slices(plan.astype(np.int64))
+    ds = ds.map(make, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE)
 
 
 def eval_dataset(examples, preprocessor, batch_size, sort_by_length=True):

@@ -16,8 +16,7 @@ from typing import Callable, Optional, Sequence
 csv.field_size_limit(sys.maxsize)
 
 
-class DataError(ValueError):
-    """Bad input data; the message names file and line."""
+from virt_tf.errors import DataError  # noqa: E402,F401
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +49,7 @@ class Task:
     tfds_fields: Optional[tuple] = None
     metrics: tuple = ("accuracy",)
     eval_splits: tuple = ("dev",)
+    options: dict = dataclasses.field(default_factory=dict)  # `get_task(name, **options)`
 
     @property
     def num_labels(self):
@@ -256,10 +256,13 @@ register(Task(
 def pairs_task(labels=None, a_field="text_a", b_field="text_b", label_field="label",
                metrics=("accuracy",)):
     """The generic pairs task (TSV with header or JSONL): Q2P, Q2A or your own data."""
-    return Task(name="pairs", labels=tuple(labels) if labels else (),
+    labels = tuple(labels) if labels else ()
+    return Task(name="pairs", labels=labels,
                 files={"train": ["train.jsonl", "train.tsv"], "dev": ["dev.jsonl", "dev.tsv"],
                        "test": ["test.jsonl", "test.tsv"]},
-                read=_pairs_reader(a_field, b_field, label_field), metrics=metrics)
+                read=_pairs_reader(a_field, b_field, label_field), metrics=tuple(metrics),
+                options={"labels": list(labels), "a_field": a_field, "b_field": b_field,
+                         "label_field": label_field, "metrics": list(metrics)})
 
 
 register(pairs_task())

@@ -68,12 +68,17 @@ class BertPairPreprocessor(tf.Module):
         a, b = self.trimmer.trim([self.tokenize(text_a), self.tokenize(text_b)])
         return a, b
 
+    def pack(self, a, b):
+        """Truncated pieces (ragged `[batch, (pieces)]`) -> the ``pair``, ``text_a`` and
+        ``text_b`` packings, each padded to its own longest member."""
+        return {"pair": self._pack([a, b]), "text_a": self._pack([a]),
+                "text_b": self._pack([b])}
+
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string),
                                   tf.TensorSpec([None], tf.string)])
     def __call__(self, text_a, text_b):
         a, b = self.truncate(text_a, text_b)
-        return {"pair": self._pack([a, b]), "text_a": self._pack([a]),
-                "text_b": self._pack([b])}
+        return self.pack(a, b)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
     def single(self, texts):

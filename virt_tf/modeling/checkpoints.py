@@ -8,9 +8,8 @@ whose names follow this package's variables (see `encoder_variables`):
 * original Google BERT TF1 checkpoint: `bert_config.json`, `bert_model.ckpt.*`, `vocab.txt`;
 * TF Model Garden `BertEncoder` checkpoint (object-based, saved as
   `tf.train.Checkpoint(encoder=...)`): `bert_config.json`, a checkpoint prefix, `vocab.txt`;
-* a model directory trained by this package (`model_config.json`,
-  `model.weights.h5`, `vocab.txt`): its encoder, without the task head, starts
-  another task (intermediate fine-tuning, e.g. MNLI before RTE).
+(a model directory trained by this package is read by
+`virt_tf.loading.read_init_checkpoint`, which sits above the models).
 
 A missing, unexpected or mis-shaped variable raises `CheckpointError` naming it.
 """
@@ -26,8 +25,7 @@ import tensorflow as tf
 from virt_tf.modeling.encoder import BertEncoder, EncoderConfig
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that does not fit the encoder (names the offending variable)."""
+from virt_tf.errors import CheckpointError  # noqa: E402,F401
 
 
 @dataclasses.dataclass
@@ -351,28 +349,14 @@ def checkpoint_prefix(path):
     raise CheckpointError(f"{path}: not a checkpoint directory or prefix")
 
 
-def _read_trained_model(directory, lower_case=None):
-    """The encoder weights of a classifier directory written by `save_classifier`."""
-    from virt_tf.models.registry import load_classifier  # pylint: disable=import-outside-toplevel
-    classifier, model_config = load_classifier(directory)
-    vocab = os.path.join(directory, model_config.get("vocab_file", "vocab.txt"))
-    if not os.path.exists(vocab):
-        raise CheckpointError(f"{directory}: no vocab.txt beside the model")
-    encoder = classifier.encoder
-    weights = {name: var.numpy() for name, var in encoder_variables(encoder).items()}
-    return PretrainedBert(config=encoder.config, weights=weights, vocab_file=vocab,
-                          lower_case=(model_config.get("lower_case", True)
-                                      if lower_case is None else lower_case),
-                          source=directory, fmt="virt_tf")
-
-
 def read_pretrained(path=None, lower_case=None):
     """Read any supported checkpoint into a `PretrainedBert`."""
     path = path or default_checkpoint_dir()
     if not os.path.exists(path) and not os.path.exists(path + ".index"):
         raise CheckpointError(f"{path}: checkpoint not found")
     if os.path.isdir(path) and os.path.exists(os.path.join(path, "model_config.json")):
-        return _read_trained_model(path, lower_case)
+        raise CheckpointError(f"{path}: a trained virt_tf model directory; read it with "
+                              "virt_tf.loading.read_init_checkpoint")
     directory = path if os.path.isdir(path) else os.path.dirname(path)
     config_file = _find_config(directory)
     try:

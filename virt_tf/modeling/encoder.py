@@ -56,6 +56,8 @@ class BertEncoder(keras.layers.Layer):
         the raw pre-softmax scores with mask bias (paper Eq. 3).
       ``queries``/``keys`` (when ``return_qk``): lists of L tensors
         `[batch, heads, seq, d_head]` (the `Q~`, `K~` of paper Eq. 5).
+    ``num_layers=k`` stops after the first k layers (lists of k tensors);
+    `run_layers` continues from any layer.
     The encoder knows no task head and takes ids, not text.
     """
 
@@ -85,21 +87,37 @@ class BertEncoder(keras.layers.Layer):
             layer.build((None, None, self.config.hidden_size))
         super().build(input_shape)
 
-    def call(self, inputs, training=False, return_scores=False, return_qk=False):
+    def call(self, inputs, training=False, return_scores=False, return_qk=False,
+             num_layers=None):
+        """Embeddings, then transformer layers ``[0, num_layers)`` (default: all)."""
         word_ids = inputs["input_word_ids"]
-        mask = inputs["input_mask"]
         type_ids = inputs.get("input_type_ids")
         with tf.name_scope("bert_encoder"):
             x = self.embeddings(word_ids, type_ids, training=training)
-            scores, queries, keys = [], [], []
-            for layer in self.transformer_layers:
-                out = layer(x, padding_mask=mask, training=training, return_qk=return_qk)
-                x = out["output"]
-                scores.append(out["scores"])
-                if return_qk:
-                    queries.append(out["query"])
-                    keys.append(out["key"])
-        result = {"sequence_output": x}
+            return self.run_layers(x, inputs["input_mask"], 0, num_layers, training=training,
+                                   return_scores=return_scores, return_qk=return_qk)
+
+    def run_layers(self, hidden, mask, start=0, stop=None, training=False,
+                   return_scores=False, return_qk=False):
+        """Transformer layers ``[start, stop)`` on ``hidden`` `[batch, seq, hidden]`.
+
+        What a model that encodes its texts apart in the lower layers and jointly
+        in the upper ones (DeFormer) needs; the same dict as `call`, with one
+        entry in ``scores``/``queries``/``keys`` per layer run.
+        """
+        stop = self.num_layers if stop is None else stop
+        if not 0 <= start <= stop <= self.num_layers:
+            raise ValueError(f"layer range [{start}, {stop}) outside the encoder's "
+                             f"{self.num_layers} layers")
+        scores, queries, keys = [], [], []
+        for layer in self.transformer_layers[start:stop]:
+            out = layer(hidden, padding_mask=mask, training=training, return_qk=return_qk)
+            hidden = out["output"]
+            scores.append(out["scores"])
+            if return_qk:
+                queries.append(out["query"])
+                keys.append(out["key"])
+        result = {"sequence_output": hidden}
         if return_scores:
             result["scores"] = scores
         if return_qk:

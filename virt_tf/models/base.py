@@ -1,8 +1,12 @@
-"""What every task model shares: one `BertEncoder`, a label count, dropout, and `call`."""
+"""What every task model shares: one `BertEncoder`, a label count, dropout, `call`, and
+the capabilities it declares (read by training, serving, caching and profiling)."""
 import keras
 
 from virt_tf.modeling.encoder import BertEncoder, EncoderConfig
 from virt_tf.models.inputs import dummy_features
+
+SIGNATURES_OFFLINE = ("encode", "score", "serving_default")
+SIGNATURES_JOINT = ("serving_default",)
 
 
 class EncoderClassifier(keras.Model):
@@ -10,7 +14,18 @@ class EncoderClassifier(keras.Model):
 
     `forward(features, training)` returns a dict with ``"logits"``
     `[batch, num_labels]`; `call` returns those logits.
+
+    Capabilities (declared by each subclass, never inferred from a model's name):
+      ``offline``: the texts are encoded apart (`encode`), so their states can be
+        cached and the pair scored online from them (`score`);
+      ``input_packings``: the id packings `forward` reads (``pair`` or
+        ``text_a``/``text_b``);
+      `separate_layers`: how many encoder layers see one text alone (where L_virt
+        applies; 0 for the cross-encoder);
+      `signatures`: the serving signatures an export has.
     """
+    offline = False
+    input_packings = ("pair",)
 
     def __init__(self, encoder_config, num_labels, dropout_rate=0.1, **kwargs):
         super().__init__(**kwargs)
@@ -19,6 +34,14 @@ class EncoderClassifier(keras.Model):
         self.encoder_config = encoder_config
         self.num_labels = num_labels
         self.dropout_rate = dropout_rate
+
+    @property
+    def separate_layers(self):
+        return 0
+
+    @property
+    def signatures(self):
+        return SIGNATURES_OFFLINE if self.offline else SIGNATURES_JOINT
 
     def _make_encoder(self):
         """The shared encoder; subclasses call this where their layer order wants it."""

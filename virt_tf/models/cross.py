@@ -22,9 +22,10 @@ class CrossEncoderClassifier(EncoderClassifier):
             kernel_initializer=keras.initializers.TruncatedNormal(
                 stddev=self.encoder_config.initializer_range))
 
-    def forward(self, features, training=False, return_scores=False):
+    def forward(self, features, training=False, return_scores=False, return_qk=False):
         pair = features["pair"]
-        out = self.encoder(pair, training=training, return_scores=return_scores)
+        out = self.encoder(pair, training=training, return_scores=return_scores,
+                           return_qk=return_qk)
         pooled = masked_mean(out["sequence_output"], pair["input_mask"])
         out["logits"] = self.classifier(self.dropout(pooled, training=training))
         return out

@@ -1,4 +1,10 @@
-"""Build, save and load the task models by name (no flags read here).
+"""The model registry (one row a model) and saving/loading of classifiers. No flags here.
+
+A row names the classifier class (whose attributes declare the model's
+capabilities) and how to build it from a run configuration; run options a
+model implies (e.g. the baselines train without L_virt) are data, in
+``configs/models/<name>.yaml``. Importing this module does not import
+TensorFlow: the entry points read the model names before any heavy import.
 
 A trained model directory holds ``model_config.json`` (what to build),
 ``model.weights.h5`` (the weights), ``vocab.txt``, and ``model.keras``, the
@@ -8,53 +14,122 @@ classes are registered serializable and rebuilt from `get_config`).
 Every file is written to a temporary name and renamed, so a kill never leaves
 a half-written one.
 """
+import dataclasses
+import importlib
 import json
 import os
 import shutil
 import warnings
+from typing import Callable
 
-import keras
-import tensorflow as tf
-
-from virt_tf.modeling.checkpoints import CheckpointError
-from virt_tf.models.cross import CrossEncoderClassifier
-from virt_tf.models.dual import DualEncoderClassifier
-from virt_tf.models.inputs import dummy_features  # noqa: F401 (re-exported)
+from virt_tf.errors import CheckpointError, MissingFileError
 
 MODEL_CONFIG = "model_config.json"
 WEIGHTS = "model.weights.h5"
 KERAS_FILE = "model.keras"
 
-# name -> (class, fixed options). Representation-based models all share the
-# DualEncoderClassifier; the heads differ.
-MODELS = {
-    "cross": (CrossEncoderClassifier, {}),
-    "siamese": (DualEncoderClassifier, {"head": "simple"}),
-    "virt": (DualEncoderClassifier, {}),  # head from cfg["virt_head"]: "simple" = w/o VIRT-A
-}
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """One registry row.
+
+    ``cls_path`` (``module:Class``) is the classifier class; its attributes
+    declare the capabilities (``offline``, ``signatures``, ``separate_layers``,
+    ``input_packings``). ``head`` builds the online head from
+    ``(encoder_config, num_labels, cfg)``, or is None for a model that builds
+    its own (the cross-encoder, DeFormer); ``options`` maps constructor
+    arguments to the run-config keys they come from.
+    """
+    name: str
+    cls_path: str
+    summary: str
+    head: Callable = None
+    options: tuple = ()
+
+    @property
+    def cls(self):
+        module, name = self.cls_path.split(":")
+        return getattr(importlib.import_module(module), name)
 
 
-def is_representation_model(name):
-    return name != "cross"
+def _common(encoder_config, cfg):
+    return {"dropout_rate": cfg.get("dropout_rate", 0.1),
+            "initializer_range": encoder_config.initializer_range}
+
+
+def pooled_head(encoder_config, num_labels, cfg):
+    from virt_tf.heads.pooled import PooledFusionHead  # pylint: disable=import-outside-toplevel
+    return PooledFusionHead(num_labels, fusion=cfg.get("fusion", "paper"),
+                            pool_padding=cfg.get("pool_padding", False),
+                            **_common(encoder_config, cfg))
+
+
+def virt_head(encoder_config, num_labels, cfg):
+    """Eq. 8-9; ``virt_head: simple`` gives the pooled head ("w/o VIRT-A")."""
+    from virt_tf.heads.adapted import VirtAdaptedHead  # pylint: disable=import-outside-toplevel
+    if (cfg.get("virt_head") or "adapted") == "simple":
+        return pooled_head(encoder_config, num_labels, cfg)
+    return VirtAdaptedHead(num_labels, fusion=cfg.get("fusion", "paper"),
+                           pool_padding=cfg.get("pool_padding", False),
+                           **_common(encoder_config, cfg))
+
+
+def dipair_head(encoder_config, num_labels, cfg):
+    from virt_tf.heads.dipair import DiPairHead  # pylint: disable=import-outside-toplevel
+    return DiPairHead(num_labels, x_tokens=cfg.get("dipair_x_tokens", 8),
+                      y_tokens=cfg.get("dipair_y_tokens", 16),
+                      num_heads=encoder_config.num_attention_heads,
+                      **_common(encoder_config, cfg))
+
+
+def poly_head(encoder_config, num_labels, cfg):
+    from virt_tf.heads.poly import PolyEncoderHead  # pylint: disable=import-outside-toplevel
+    return PolyEncoderHead(num_labels, codes=cfg.get("poly_codes", 360),
+                           first_m=cfg.get("poly_first_m"), fusion=cfg.get("fusion", "paper"),
+                           **_common(encoder_config, cfg))
+
+
+_DUAL = "virt_tf.models.dual:DualEncoderClassifier"
+_ROWS = [
+    ModelSpec("cross", "virt_tf.models.cross:CrossEncoderClassifier",
+              "cross-encoder over [CLS] x [SEP] y [SEP] (the teacher)"),
+    ModelSpec("siamese", _DUAL, "Siamese BERT: Eq. 9 on mean-pooled states "
+              "(--fusion=concat: the paper's [u; v])", pooled_head),
+    ModelSpec("virt", _DUAL, "VIRT-encoder: Eq. 8 + Eq. 9 on cached states, "
+              "trained with alpha * L_virt", virt_head),
+    ModelSpec("deformer", "virt_tf.models.deformer:DeformerClassifier",
+              "DeFormer: lower layers apart, upper --deformer_joint_layers jointly",
+              options=(("joint_layers", "deformer_joint_layers"),)),
+    ModelSpec("dipair", _DUAL, "DiPair: first 8 / 16 states of x / y, one light "
+              "transformer layer", dipair_head),
+    ModelSpec("poly", _DUAL, "Poly-encoder: 360 learned codes over x, y's pooled vector "
+              "attends over them", poly_head),
+    ModelSpec("dse", _DUAL, "DSE: Siamese BERT trained on task loss + logit distillation "
+              "(0.5 / 0.5)", pooled_head),
+]
+MODELS = {row.name: row for row in _ROWS}
+
+
+def get_spec(name):
+    if name not in MODELS:
+        raise CheckpointError(f"unknown model {name!r}; known: {sorted(MODELS)}")
+    return MODELS[name]
 
 
 def build_classifier(name, encoder_config, num_labels, cfg=None):
-    """A classifier of model ``name``; ``cfg`` supplies head options for the dual models."""
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; known: {sorted(MODELS)}")
-    cls, fixed = MODELS[name]
+    """A classifier of model ``name``; ``cfg`` (a run config) supplies the head options."""
+    spec = get_spec(name)
     cfg = cfg or {}
-    if cls is CrossEncoderClassifier:
-        return cls(encoder_config, num_labels, dropout_rate=cfg.get("dropout_rate", 0.1),
-                   name=name)
-    options = {"head": cfg.get("virt_head") or "adapted", "fusion": cfg.get("fusion", "paper"),
-               "pool_padding": cfg.get("pool_padding", False),
-               "dropout_rate": cfg.get("dropout_rate", 0.1)}
-    options.update(fixed)
-    return cls(encoder_config, num_labels, name=name, **options)
+    kwargs = {arg: cfg[key] for arg, key in spec.options if cfg.get(key) is not None}
+    if spec.head is not None:
+        kwargs["head"] = spec.head(encoder_config, num_labels, cfg)
+    return spec.cls(encoder_config, num_labels, dropout_rate=cfg.get("dropout_rate", 0.1),
+                    name=name, **kwargs)
 
 
 def build_now(classifier):
+    """Create ``classifier``'s variables by one call on placeholder ids."""
+    from virt_tf.models.inputs import dummy_features  # pylint: disable=import-outside-toplevel
     classifier(dummy_features(), training=False)
     return classifier
 
@@ -101,7 +176,8 @@ def load_keras(path):
     any missing or mis-shaped variable instead of leaving one at random.
     """
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: file not found")
+        raise MissingFileError(f"{path}: file not found")
+    import keras  # pylint: disable=import-outside-toplevel
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*cannot be built automatically.*")
@@ -123,9 +199,9 @@ def _summary(error, limit=400):
 def read_model_config(directory):
     path = os.path.join(directory, MODEL_CONFIG)
     if not os.path.isdir(directory):
-        raise FileNotFoundError(f"{directory}: model directory not found")
+        raise MissingFileError(f"{directory}: model directory not found")
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{directory}: no {MODEL_CONFIG} (not a trained model directory)")
+        raise MissingFileError(f"{directory}: no {MODEL_CONFIG} (not a trained model directory)")
     try:
         with open(path, encoding="utf-8") as f:
             config = json.load(f)
@@ -145,7 +221,7 @@ def load_classifier(directory):
     (missing or mis-shaped variables), raise `CheckpointError` naming the file.
     """
     config = read_model_config(directory)
-    cls, _ = MODELS[config["model"]]
+    cls = MODELS[config["model"]].cls
     options = dict(config["classifier"])
     options.pop("name", None)
     try:
@@ -162,3 +238,9 @@ def load_classifier(directory):
         raise CheckpointError(f"{weights}: does not fit the model of {MODEL_CONFIG}: "
                               f"{_summary(e)}") from e
     return classifier, config
+
+
+def dummy_features(batch=2, seq=5):
+    """Placeholder packings (`virt_tf.models.inputs.dummy_features`)."""
+    from virt_tf.models.inputs import dummy_features as make  # pylint: disable=import-outside-toplevel
+    return make(batch, seq)

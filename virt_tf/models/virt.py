@@ -1,36 +1,45 @@
-"""`VirtModel`: trains a Siamese student with `L = CE + alpha * L_virt` (paper Eq. 10)."""
+"""`VirtModel`: trains any classifier on a list of objective terms; for a Siamese student
+with a frozen teacher that is `L = CE + alpha * L_virt` (paper Eq. 10)."""
 import keras
 import tensorflow as tf
 
-from virt_tf.losses import VirtLoss, logit_distillation_loss
+from virt_tf.losses import TaskLoss, needs_teacher
 
 
 class VirtModel(keras.Model):
-    """Training wrapper around a `DualEncoderClassifier` student and a frozen teacher.
+    """Training wrapper: a ``student`` classifier, an optional frozen ``teacher``, and
+    ``terms`` (objects of `virt_tf.losses`: `TaskLoss`, `VirtLoss`,
+    `LogitDistillationLoss`), each with its weight.
 
-    ``train_step`` runs the teacher (a trained `CrossEncoderClassifier`) in
-    inference mode without gradient to get its raw attention scores, runs the
-    student on x and y separately with its per-layer Q/K, and minimises
-    `task_loss + alpha * virt_loss` (+ ``logit_beta`` times a DSE-style logit
-    distillation when asked). `test_step` and `predict` run the student alone:
-    nothing of VIRT runs at inference.
+    ``train_step`` runs the teacher (a trained cross-encoder) in inference mode
+    without gradient when a term needs it, with its raw attention scores when a
+    term needs those, runs the student (with its per-layer Q/K when a term needs
+    them), and minimises `sum_t weight_t * term_t`. Every term is a per-example
+    vector averaged over the *global* batch, so under a `tf.distribute` strategy
+    the replicas' summed gradients are those of one device at the same batch.
+    `test_step` and `predict` run the student alone: nothing of VIRT runs at
+    inference.
 
-    With ``alpha == 0`` and ``logit_beta == 0`` no teacher is needed; this is the
-    plain Siamese baseline or the "w/o VIRT" ablation.
+    Whether a teacher is needed follows from the terms and is checked here, once.
     """
 
-    def __init__(self, student, teacher=None, alpha=0.0, virt=None, logit_beta=0.0,
-                 temperature=1.0, **kwargs):
+    def __init__(self, student, teacher=None, terms=None, **kwargs):
         super().__init__(**kwargs)
-        if alpha < 0 or logit_beta < 0:
-            raise ValueError(f"alpha and logit_beta must be >= 0, got {alpha}, {logit_beta}")
-        if (alpha > 0 or logit_beta > 0) and teacher is None:
-            raise ValueError("alpha > 0 (or logit distillation) needs a teacher")
+        terms = list(terms) if terms is not None else [TaskLoss()]
+        names = [t.name for t in terms]
+        if len(set(names)) != len(names):
+            raise ValueError(f"each objective term may appear once, got {names}")
+        if needs_teacher(terms) and teacher is None:
+            raise ValueError(f"the objective {terms} needs a teacher (a trained cross-encoder)")
+        if any(t.needs_student_qk for t in terms) and student.separate_layers == 0:
+            raise ValueError(f"{type(student).__name__} encodes no layer of x and y apart, so "
+                             "L_virt does not apply to it (use --virt_alpha=0)")
         self.student = student
-        self.teacher = teacher
-        if teacher is not None:
-            teacher.trainable = False
-            if alpha > 0:
+        self.terms = terms
+        self.teacher = teacher if needs_teacher(terms) else None
+        if self.teacher is not None:
+            self.teacher.trainable = False
+            if any(t.needs_teacher_scores for t in terms):
                 t_cfg, s_cfg = teacher.encoder_config, student.encoder_config
                 if (t_cfg.num_hidden_layers, t_cfg.num_attention_heads) != (
                         s_cfg.num_hidden_layers, s_cfg.num_attention_heads):
@@ -38,42 +47,39 @@ class VirtModel(keras.Model):
                                      f"L_virt: teacher {t_cfg.num_hidden_layers}x"
                                      f"{t_cfg.num_attention_heads}, student "
                                      f"{s_cfg.num_hidden_layers}x{s_cfg.num_attention_heads}")
-        self.alpha = float(alpha)
-        self.logit_beta = float(logit_beta)
-        self.temperature = float(temperature)
-        self.virt = virt or VirtLoss()
-        self.task_loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         self.loss_tracker = keras.metrics.Mean(name="loss")
-        self.task_loss_tracker = keras.metrics.Mean(name="task_loss")
-        self.virt_loss_tracker = keras.metrics.Mean(name="virt_loss")
+        self.term_trackers = [keras.metrics.Mean(name=t.name) for t in terms]
         self.accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
 
     @property
     def metrics(self):
-        return [self.loss_tracker, self.task_loss_tracker, self.virt_loss_tracker, self.accuracy]
+        return [self.loss_tracker, *self.term_trackers, self.accuracy]
 
     def call(self, features, training=False):
         return self.student(features, training=training)
 
     def compute_losses(self, features, labels, training=True):
-        """Forward pass and loss terms (used by `train_step` and by tests)."""
-        teacher_out = None
+        """Forward pass and the loss terms (used by `train_step` and by tests).
+
+        Returns ``loss`` (the weighted sum, averaged over the global batch), each
+        term's batch mean under its name, and the student's ``logits``.
+        """
+        batch = {"features": features, "labels": labels}
         if self.teacher is not None:
-            teacher_out = self.teacher.forward(features, training=False,
-                                               return_scores=self.alpha > 0)
-            teacher_out = tf.nest.map_structure(tf.stop_gradient, teacher_out)
-        out = self.student.forward(features, training=training, return_qk=self.alpha > 0)
-        task = self.task_loss_fn(labels, out["logits"])
-        virt = tf.constant(0.0)
-        total = task
-        if self.alpha > 0:
-            virt = self.virt(out["text_a"], out["text_b"], teacher_out["scores"],
-                             features["text_a"]["input_mask"], features["text_b"]["input_mask"])
-            total = total + self.alpha * virt
-        if self.logit_beta > 0:
-            total = total + self.logit_beta * logit_distillation_loss(
-                out["logits"], teacher_out["logits"], self.temperature)
-        return {"loss": total, "task_loss": task, "virt_loss": virt, "logits": out["logits"]}
+            teacher_out = self.teacher.forward(
+                features, training=False,
+                return_scores=any(t.needs_teacher_scores for t in self.terms))
+            batch["teacher"] = tf.nest.map_structure(tf.stop_gradient, teacher_out)
+        batch["student"] = self.student.forward(
+            features, training=training, return_qk=any(t.needs_student_qk for t in self.terms))
+        out = {"logits": batch["student"]["logits"]}
+        total = 0.0
+        for term in self.terms:
+            per_example = term.per_example(batch)
+            out[term.name] = tf.reduce_mean(per_example)
+            total += term.weight * per_example
+        out["loss"] = tf.nn.compute_average_loss(total)
+        return out
 
     def train_step(self, data):
         features, labels = data[0], data[1]
@@ -84,16 +90,20 @@ class VirtModel(keras.Model):
         self.optimizer.apply_gradients(zip(grads, variables))
         return self._update(losses, labels)
 
-    def test_step(self, data):
-        features, labels = data[0], data[1]
-        logits = self.student(features, training=False)
-        task = self.task_loss_fn(labels, logits)
-        return self._update({"loss": task, "task_loss": task, "virt_loss": tf.constant(0.0),
-                             "logits": logits}, labels)
-
     def _update(self, losses, labels):
-        self.loss_tracker.update_state(losses["loss"])
-        self.task_loss_tracker.update_state(losses["task_loss"])
-        self.virt_loss_tracker.update_state(losses["virt_loss"])
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        self.loss_tracker.update_state(losses["loss"] * replicas)
+        for term, tracker in zip(self.terms, self.term_trackers):
+            tracker.update_state(losses[term.name])
         self.accuracy.update_state(labels, losses["logits"])
         return {m.name: m.result() for m in self.metrics}
+
+    def test_step(self, data):
+        """The student alone: cross-entropy and accuracy (no teacher at inference)."""
+        features, labels = data[0], data[1]
+        logits = self.student(features, training=False)
+        task = tf.reduce_mean(TaskLoss().per_example(
+            {"student": {"logits": logits}, "labels": labels}))
+        self.loss_tracker.update_state(task)
+        self.accuracy.update_state(labels, logits)
+        return {"loss": self.loss_tracker.result(), "accuracy": self.accuracy.result()}

@@ -2,7 +2,7 @@
 import keras
 import tensorflow as tf
 
-FUSION_FORMS = ("paper", "code")
+FUSION_FORMS = ("paper", "code", "concat")
 
 
 def fusion_features(u, v, form="paper"):
@@ -10,11 +10,15 @@ def fusion_features(u, v, form="paper"):
 
     ``paper``: `[u, v, u - v, max(u, v)]`.
     ``code``: `[u, v, |u - v|, max(u, v)^2]` (the authors' released code).
+    ``concat``: `[u, v]` -> `[batch, 2d]`, the paper's literal Siamese BERT ("the pooled
+    output embeddings of two sequences are concatenated"): no interaction term.
     """
     if form == "paper":
         parts = [u, v, u - v, tf.maximum(u, v)]
     elif form == "code":
         parts = [u, v, tf.abs(u - v), tf.square(tf.maximum(u, v))]
+    elif form == "concat":
+        parts = [u, v]
     else:
         raise ValueError(f"fusion form must be one of {FUSION_FORMS}, got {form!r}")
     return tf.concat(parts, axis=-1)
@@ -27,7 +31,9 @@ class FusionClassifier(keras.layers.Layer):
     Inputs: ``u``, ``v`` `[batch, d]`. Output: logits `[batch, num_labels]`
     (the softmax of Eq. 9 is left to the loss / to `predict`).
     MLP1 maps 4d -> 4d (dropout, Dense with ``activation``); MLP2 is dropout
-    and a Dense to the labels.
+    and a Dense to the labels. With ``form="concat"`` r is `[u, v]` (2d wide).
+    ``activation=None`` makes the classifier linear in r (the released code's MLP);
+    with ``concat`` the logits are then `f(u) + g(v)`.
     """
 
     def __init__(self, num_labels, form="paper", activation="gelu", dropout_rate=0.1,
@@ -43,7 +49,7 @@ class FusionClassifier(keras.layers.Layer):
         self._dropout = keras.layers.Dropout(dropout_rate)
 
     def build(self, input_shape):
-        d4 = 4 * input_shape[-1]
+        d4 = (2 if self.form == "concat" else 4) * input_shape[-1]
         init = keras.initializers.TruncatedNormal(stddev=self.initializer_range)
         self.mlp1 = keras.layers.Dense(d4, activation=self.activation, kernel_initializer=init,
                                        name="mlp1")

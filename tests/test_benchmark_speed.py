@@ -1,0 +1,40 @@
+"""tools/benchmark_speed.py in its quick mode (tiny random encoder, a few steps) on real data."""
+import json
+import os
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOOL = os.path.join(REPO, "tools", "benchmark_speed.py")
+
+
+def test_quick_mode_reports_steps_ratios_and_padding(tmp_path, shared_data):
+    out = tmp_path / "speed.json"
+    proc = subprocess.run(
+        [sys.executable, TOOL, "--encoder_preset=tiny", "--steps=3", "--warmup=1",
+         f"--data_dir={os.path.join(shared_data, 'bench', 'mnli')}",
+         f"--encode_file={os.path.join(shared_data, 'rte', 'train.tsv')}",
+         "--encode_texts=40", "--encode_batch=8", "--max_train_examples=300",
+         f"--output={out}"],
+        capture_output=True, text=True, timeout=900, cwd=str(tmp_path),
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(out.read_text())
+    train = results["train"]
+    # before (3 models) + 3 models x 2 precisions x 2 batchings
+    assert len(train) == 3 + 12
+    assert {(r["model"], r["setting"]) for r in train} >= {("virt", "before"), ("virt", "new")}
+    for r in train:
+        assert r["steps"] == 3 and r["seconds_per_step"] > 0
+        assert abs(r["pairs_per_second"] * r["seconds_per_step"] / 28 - 1) < 1e-3
+    # length buckets cut the padding of the same pairs (real MNLI lengths)
+    pad = {(r["model"], r["precision"], r["buckets"]): r["padding_share"]
+           for r in train if r["setting"] == "new"}
+    assert pad[("virt", "float32", True)] < 0.5 * pad[("virt", "float32", False)]
+    assert [r["precision"] for r in results["encode"]] == ["float32", "mixed_bfloat16"]
+    assert all(r["texts"] == 40 and r["texts_per_second"] > 0 for r in results["encode"])
+    ratios = results["ratios"]
+    assert "virt / siamese step (mixed_bfloat16, buckets)" in ratios
+    assert "encode: bfloat16 / float32 texts/s" in ratios
+    assert "virt: pairs/s mixed_bfloat16, buckets / before" in ratios
+    assert "ratios:" in proc.stdout and "virt_tf mixed_bfloat16" in proc.stdout

@@ -1,0 +1,396 @@
+"""Training and encoding speed on real data, all in one process (ratios are same-run).
+
+For each model (cross, siamese, virt by default), precision (float32,
+mixed_bfloat16) and batching (random or length-bucketed batches), trains
+``--steps`` steps of the real training pipeline (`virt_tf.training`'s stream,
+`VirtModel`, Adam) on the task's training pairs after ``--warmup`` untimed
+steps, and reports seconds per step, pairs per second and the padded share of
+the pair packings' positions. The VIRT-encoder runs with its teacher and
+alpha 1, as in training. Then it encodes ``--encode_texts`` real texts one by
+one through the offline ``encode`` signature (`virt_tf.encode.encode_texts`,
+batches sorted by length) in each precision, in texts per second.
+
+It prints the ratios the speed targets are stated in: VIRT / Siamese and
+Siamese / cross step time, bfloat16 / float32 throughput, and new / before for
+every number also found in ``--baseline_json`` (an earlier ``--output``).
+With ``--sentence_transformers_python=PATH`` it also runs sentence-transformers'
+encoding of the same texts in that interpreter (``tools/st_encode_speed.py``;
+backends torch, onnx, openvino) and prints our texts/s over theirs.
+
+    python tools/benchmark_speed.py --output=speed.json
+    python tools/benchmark_speed.py --encoder_preset=tiny --steps=3 --warmup=1   # seconds
+
+Weights: the default MiniLM-L6 checkpoint, or random ones with ``--encoder_preset``;
+speed does not depend on them. Timings are wall-clock on whatever else this
+machine is doing: compare only numbers from one run.
+"""
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags, logging  # noqa: E402
+
+FLAGS = flags.FLAGS
+DEFAULT_DATA = os.environ.get("VIRT_TF_DATA", os.path.join(os.path.dirname(REPO), "shared",
+                                                           "data"))
+
+
+def define_flags():
+    flags.DEFINE_string("task", "mnli", "Task of the training pairs.")
+    flags.DEFINE_string("data_dir", os.path.join(DEFAULT_DATA, "bench", "mnli"),
+                        "Task files of --task.")
+    flags.DEFINE_string("encode_file", os.path.join(DEFAULT_DATA, "rte", "train.tsv"),
+                        "GLUE TSV whose sentence1 column is encoded (RTE premises).")
+    flags.DEFINE_integer("encode_texts", 2000, "Texts to encode (0: skip encoding).")
+    flags.DEFINE_integer("encode_batch", 32, "Encoding batch size.")
+    flags.DEFINE_string("encoder_preset", None, "Random weights of a preset (tiny: a quick "
+                        "check) instead of the MiniLM-L6 checkpoint.")
+    flags.DEFINE_list("models", ["cross", "siamese", "virt"], "Models to train.")
+    flags.DEFINE_list("precisions", ["float32", "mixed_bfloat16"], "Compute precisions.")
+    flags.DEFINE_list("buckets", ["false", "true"], "Length-bucketed batches: false, true.")
+    flags.DEFINE_integer("steps", 30, "Timed training steps per setting.")
+    flags.DEFINE_integer("warmup", 5, "Untimed steps first (tracing, caches).")
+    flags.DEFINE_integer("batch_size", 28, "Pairs a batch (paper: 28).")
+    flags.DEFINE_integer("max_seq_length", 128, "Pair budget in word pieces.")
+    flags.DEFINE_integer("max_train_examples", 10000, "Training pairs the batches come from.")
+    flags.DEFINE_bool("jit_compile", False, "XLA for the train step.")
+    flags.DEFINE_bool("include_before", True, "Also time the path before the speed levers "
+                      "(float32, random batches tokenized every step, two encoder calls).")
+    flags.DEFINE_string("baseline_json", None, "An earlier --output: print new / before.")
+    flags.DEFINE_string("sentence_transformers_python", None, "Interpreter with "
+                        "sentence-transformers (torch, onnx, openvino) for the comparison.")
+    flags.DEFINE_list("st_backends", ["torch", "onnx", "openvino"], "Their backends to run.")
+    flags.DEFINE_string("st_model", None, "sentence-transformers folder of the same weights "
+                        "(default: the MiniLM-L6 package's; a writable copy avoids re-exports).")
+    flags.DEFINE_string("output", None, "Write the results as JSON here.")
+
+
+# ------------------------------------------------------------------------------ training
+class StepTimer:
+    """Keras callback recording each train step's wall time."""
+
+    def __new__(cls):
+        import keras  # pylint: disable=import-outside-toplevel
+
+        class _Timer(keras.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self.times, self._t = [], None
+
+            def on_train_batch_begin(self, batch, logs=None):
+                self._t = time.perf_counter()
+
+            def on_train_batch_end(self, batch, logs=None):
+                self.times.append(time.perf_counter() - self._t)
+        return _Timer()
+
+
+def legacy_stream(examples, preprocessor, batch_size, epochs, seed):
+    """The training stream as it was before this benchmark's levers: seeded random
+    batches of strings, tokenized in every batch of every epoch."""
+    import numpy as np  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from virt_tf.data.pipeline import epoch_order  # pylint: disable=import-outside-toplevel
+
+    a = np.array([e.text_a for e in examples])
+    b = np.array([e.text_b for e in examples])
+    y = np.array([e.label for e in examples], np.int32)
+    order = epoch_order(len(examples), epochs, seed)
+    ds = tf.data.Dataset.from_tensor_slices((a[order], b[order], y[order])).batch(batch_size)
+    ds = ds.map(lambda ta, tb, lab: (preprocessor(ta, tb), lab),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def train_speed(model_name, precision, bucket, examples, encoder_config, pretrained,
+                preprocessor, steps, warmup, batch_size, jit_compile=False, legacy=None):
+    """Seconds per step of ``steps`` timed train steps of ``model_name`` (after ``warmup``).
+
+    ``legacy`` (the training `Example`s) measures the path before the speed levers:
+    float32, random batches tokenized every batch, x and y in two encoder calls.
+    """
+    import keras  # pylint: disable=import-outside-toplevel
+    import numpy as np  # pylint: disable=import-outside-toplevel
+    from virt_tf.data.pipeline import (TokenizedPairs, batch_plan, padding_share,  # pylint: disable=import-outside-toplevel
+                                       training_stream)
+    from virt_tf.losses import TaskLoss, VirtLoss  # pylint: disable=import-outside-toplevel
+    from virt_tf.modeling.checkpoints import assign_weights  # pylint: disable=import-outside-toplevel
+    from virt_tf.models.registry import build_classifier, build_now  # pylint: disable=import-outside-toplevel
+    from virt_tf.models.virt import VirtModel  # pylint: disable=import-outside-toplevel
+    from virt_tf.optimization import create_optimizer  # pylint: disable=import-outside-toplevel
+    from virt_tf.training import precision_scope  # pylint: disable=import-outside-toplevel
+
+    keras.utils.set_random_seed(0)
+    pairs = examples if isinstance(examples, TokenizedPairs) else \
+        TokenizedPairs.from_examples(examples, preprocessor)
+    if legacy is not None:
+        precision, bucket = "float32", False
+    num_labels = int(pairs.labels.max()) + 1
+    total = warmup + steps
+    with precision_scope(precision):
+        def build(name):
+            clf = build_now(build_classifier(name, encoder_config, num_labels, {}))
+            if pretrained is not None:
+                assign_weights(clf.encoder, pretrained.weights, pretrained.source)
+            return clf
+        student = build(model_name)
+        if legacy is not None and hasattr(student, "stack_texts"):
+            student.stack_texts = False
+        terms, teacher = [TaskLoss()], None
+        if model_name == "virt":  # the VIRT-encoder trains with its teacher and L_virt
+            teacher = build("cross")
+            terms.append(VirtLoss(weight=1.0))
+        model = VirtModel(student, teacher, terms=terms)
+        model.compile(optimizer=create_optimizer(5e-5, 10 * total), jit_compile=jit_compile)
+    epochs = max(1, -(-total * batch_size // len(pairs)))
+    plan = batch_plan(pairs.lengths, batch_size, epochs, 0, bucket)[:total]
+    stream = (legacy_stream(legacy, preprocessor, batch_size, epochs, 0) if legacy is not None
+              else training_stream(pairs, preprocessor, batch_size, epochs, 0, bucket=bucket))
+    timer = StepTimer()
+    model.fit(stream.take(total), epochs=1, steps_per_epoch=total, verbose=0,
+              callbacks=[timer])
+    timed = timer.times[warmup:]
+    mean = statistics.fmean(timed)
+    return {"model": model_name, "precision": precision, "buckets": bool(bucket),
+            "setting": "before" if legacy is not None else "new",
+            "seconds_per_step": round(mean, 4),
+            "median_seconds_per_step": round(statistics.median(timed), 4),
+            "pairs_per_second": round(batch_size / mean, 2),
+            "padding_share": round(padding_share(pairs.lengths, plan[warmup:]), 4),
+            "mean_pair_positions": round(float(np.mean(
+                pairs.lengths[plan[warmup:]].max(axis=1))), 1),
+            "steps": len(timed)}
+
+
+# ------------------------------------------------------------------------------ encoding
+def encode_speed(texts, encoder_config, pretrained, preprocessor, precision, batch_size):
+    """Texts per second of `encode_texts` through `ModelServer.encode` (sorted batches)."""
+    from virt_tf.encode import encode_texts  # pylint: disable=import-outside-toplevel
+    from virt_tf.modeling.checkpoints import assign_weights  # pylint: disable=import-outside-toplevel
+    from virt_tf.models.registry import build_classifier, build_now  # pylint: disable=import-outside-toplevel
+    from virt_tf.serving import ModelServer  # pylint: disable=import-outside-toplevel
+    from virt_tf.training import precision_scope  # pylint: disable=import-outside-toplevel
+
+    with precision_scope(precision):
+        clf = build_now(build_classifier("siamese", encoder_config, 2, {}))
+        if pretrained is not None:
+            assign_weights(clf.encoder, pretrained.weights, pretrained.source)
+        server = ModelServer(clf, "siamese")
+    encode_texts(server.encode, preprocessor, texts[:batch_size * 2], batch_size)  # warm-up
+    start = time.perf_counter()
+    states, _ = encode_texts(server.encode, preprocessor, texts, batch_size)
+    seconds = time.perf_counter() - start
+    return {"precision": precision, "texts": len(texts), "seconds": round(seconds, 3),
+            "texts_per_second": round(len(texts) / seconds, 1),
+            "states_dtype": str(states.dtype)}
+
+
+def sentence_transformers_speed(python, texts, backends, batch_size, model_dir):
+    """Run tools/st_encode_speed.py in another interpreter; its JSON result."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "texts.json")
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(texts, f)
+        cmd = [python, os.path.join(REPO, "tools", "st_encode_speed.py"), "--texts", path,
+               "--model", model_dir, "--batch_size", str(batch_size),
+               "--backends", ",".join(backends)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, check=False,
+                              env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# ------------------------------------------------------------------------------- report
+def ratios(results):
+    """The ratios of the speed targets, from one run's results."""
+    out = {}
+    train = {(r["model"], r["precision"], r["buckets"]): r for r in results.get("train", [])
+             if r["setting"] == "new"}
+    before = {r["model"]: r for r in results.get("train", []) if r["setting"] == "before"}
+    for (model, precision, bucket), r in train.items():
+        tag = f"{precision}{', buckets' if bucket else ''}"
+        siamese = train.get(("siamese", precision, bucket))
+        cross = train.get(("cross", precision, bucket))
+        if model == "virt" and siamese:
+            out[f"virt / siamese step ({tag})"] = r["seconds_per_step"] / siamese[
+                "seconds_per_step"]
+        if model == "siamese" and cross:
+            out[f"siamese / cross step ({tag})"] = r["seconds_per_step"] / cross[
+                "seconds_per_step"]
+        base = train.get((model, "float32", False))
+        if base and (precision, bucket) != ("float32", False):
+            out[f"{model}: pairs/s {tag} / float32 random batches"] = \
+                r["pairs_per_second"] / base["pairs_per_second"]
+        if model in before:
+            out[f"{model}: pairs/s {tag} / before"] = \
+                r["pairs_per_second"] / before[model]["pairs_per_second"]
+    enc = {r["precision"]: r for r in results.get("encode", [])}
+    if "float32" in enc and "mixed_bfloat16" in enc:
+        out["encode: bfloat16 / float32 texts/s"] = (enc["mixed_bfloat16"]["texts_per_second"]
+                                                    / enc["float32"]["texts_per_second"])
+    st = results.get("sentence_transformers", {}).get("backends", {})
+    best = max(enc.values(), key=lambda r: r["texts_per_second"]) if enc else None
+    for backend, r in st.items():
+        if best and r.get("texts_per_second"):
+            out[f"encode: ours ({best['precision']}) / sentence-transformers {backend}"] = \
+                best["texts_per_second"] / r["texts_per_second"]
+    return {k: round(v, 3) for k, v in out.items()}
+
+
+def versus_baseline(results, baseline):
+    """new / before for every training setting and encode precision found in both."""
+    out = {}
+    key = lambda r: (r["model"], r["precision"], r["buckets"], r.get("setting", "new"))  # noqa: E731
+    before = {key(r): r for r in baseline.get("train", [])}
+    for r in results.get("train", []):
+        b = before.get(key(r))
+        if b:
+            out[f"{r['model']} {r['precision']} buckets={r['buckets']} ({r['setting']}): "
+                "pairs/s new / before"] = round(r["pairs_per_second"] / b["pairs_per_second"], 3)
+    enc_before = {r["precision"]: r for r in baseline.get("encode", [])}
+    for r in results.get("encode", []):
+        b = enc_before.get(r["precision"])
+        if b:
+            out[f"encode {r['precision']}: texts/s new / before"] = round(
+                r["texts_per_second"] / b["texts_per_second"], 3)
+    return out
+
+
+def format_report(results):
+    lines = [f"training: batch {results['batch_size']}, {results['steps']} timed steps after "
+             f"{results['warmup']}, {results['task']} pairs; {results['cpu_count']} CPU(s), "
+             f"TF {results['tensorflow']}", "",
+             f"{'model':<9}{'setting':<8}{'precision':<16}{'batches':<10}{'s/step':>8}"
+             f"{'pairs/s':>9}{'padding':>9}{'positions':>11}"]
+    for r in results.get("train", []):
+        lines.append(f"{r['model']:<9}{r['setting']:<8}{r['precision']:<16}"
+                     f"{'bucketed' if r['buckets'] else 'random':<10}"
+                     f"{r['seconds_per_step']:>8.3f}{r['pairs_per_second']:>9.1f}"
+                     f"{100 * r['padding_share']:>8.1f}%{r['mean_pair_positions']:>11.1f}")
+    if results.get("encode"):
+        lines += ["", f"encoding {results['encode'][0]['texts']} texts, batch "
+                      f"{results['encode_batch']}:"]
+        for r in results["encode"]:
+            lines.append(f"  virt_tf {r['precision']:<16}{r['texts_per_second']:>8.1f} texts/s")
+        for backend, r in results.get("sentence_transformers", {}).get("backends", {}).items():
+            value = (f"{r['texts_per_second']:>8.1f} texts/s" if "texts_per_second" in r
+                     else f"failed: {r.get('error', '?')[:80]}")
+            lines.append(f"  sentence-transformers {backend:<9}{value}")
+    lines += ["", "ratios:"] + [f"  {k}: {v}" for k, v in results["ratios"].items()]
+    if results.get("versus_baseline"):
+        lines += ["", "new / before:"] + [f"  {k}: {v}" for k, v in
+                                          results["versus_baseline"].items()]
+    return "\n".join(lines)
+
+
+def read_first_column(path, column, limit):
+    import csv  # pylint: disable=import-outside-toplevel
+    with open(path, encoding="utf-8") as f:
+        rows = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        return [r[column] for _, r in zip(range(limit), rows)]
+
+
+def run(task_name, data_dir, encoder_preset=None, models=("cross", "siamese", "virt"),
+        precisions=("float32", "mixed_bfloat16"), buckets=(False, True), steps=30, warmup=5,
+        batch_size=28, max_seq_length=128, max_train_examples=10000, encode_file=None,
+        encode_texts=2000, encode_batch=32, jit_compile=False, st_python=None,
+        st_backends=(), include_before=True, st_model=None, log=print):
+    """The whole benchmark; returns the results dict (see `format_report`)."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from virt_tf.config import preset  # pylint: disable=import-outside-toplevel
+    from virt_tf.data import tasks  # pylint: disable=import-outside-toplevel
+    from virt_tf.data.pipeline import TokenizedPairs  # pylint: disable=import-outside-toplevel
+    from virt_tf.data.tokenization import BertPairPreprocessor  # pylint: disable=import-outside-toplevel
+    from virt_tf.modeling.checkpoints import default_checkpoint_dir, read_pretrained  # pylint: disable=import-outside-toplevel
+    from virt_tf.modeling.encoder import EncoderConfig  # pylint: disable=import-outside-toplevel
+
+    if encoder_preset:
+        pretrained, config = None, EncoderConfig.from_dict(preset(encoder_preset))
+        vocab = os.path.join(default_checkpoint_dir(), "vocab.txt")
+    else:
+        pretrained = read_pretrained()
+        config, vocab = pretrained.config, pretrained.vocab_file
+    prep = BertPairPreprocessor(vocab, True, max_seq_length)
+    task = tasks.get_task(task_name)
+    examples = tasks.read_split(task, data_dir, "train")[:max_train_examples]
+    pairs = TokenizedPairs.from_examples(examples, prep)
+    results = {"task": task_name, "train_examples": len(pairs), "batch_size": batch_size,
+               "steps": steps, "warmup": warmup, "encoder_preset": encoder_preset,
+               "tensorflow": tf.__version__, "cpu_count": os.cpu_count(),
+               "machine": platform.machine(), "jit_compile": jit_compile,
+               "encode_batch": encode_batch, "train": [], "encode": []}
+    if include_before:
+        for name in models:
+            log(f"train {name} before")
+            results["train"].append(train_speed(name, "float32", False, pairs, config,
+                                                pretrained, prep, steps, warmup, batch_size,
+                                                legacy=examples))
+            log(f"  {results['train'][-1]}")
+    for bucket in buckets:
+        for precision in precisions:
+            for name in models:
+                log(f"train {name} {precision} buckets={bucket}")
+                results["train"].append(train_speed(name, precision, bucket, pairs, config,
+                                                    pretrained, prep, steps, warmup,
+                                                    batch_size, jit_compile))
+                log(f"  {results['train'][-1]}")
+    if encode_texts and encode_file:
+        texts = read_first_column(encode_file, "sentence1", encode_texts)
+        for precision in precisions:
+            log(f"encode {len(texts)} texts {precision}")
+            results["encode"].append(encode_speed(texts, config, pretrained, prep, precision,
+                                                  encode_batch))
+            log(f"  {results['encode'][-1]}")
+        if st_python:
+            log(f"sentence-transformers in {st_python}: {', '.join(st_backends)}")
+            results["sentence_transformers"] = sentence_transformers_speed(
+                st_python, texts, st_backends, encode_batch, st_model or default_checkpoint_dir())
+    results["ratios"] = ratios(results)
+    return results
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from virt_tf.cli import run_cli  # pylint: disable=import-outside-toplevel
+    return run_cli(_main)
+
+
+def _main():
+    buckets = []
+    for value in FLAGS.buckets:
+        if value.lower() not in ("true", "false"):
+            raise app.UsageError(f"--buckets takes true/false, got {value!r}")
+        buckets.append(value.lower() == "true")
+    results = run(FLAGS.task, FLAGS.data_dir, FLAGS.encoder_preset, FLAGS.models,
+                  FLAGS.precisions, buckets, FLAGS.steps, FLAGS.warmup, FLAGS.batch_size,
+                  FLAGS.max_seq_length, FLAGS.max_train_examples, FLAGS.encode_file,
+                  FLAGS.encode_texts, FLAGS.encode_batch, FLAGS.jit_compile,
+                  FLAGS.sentence_transformers_python, FLAGS.st_backends,
+                  FLAGS.include_before, FLAGS.st_model, log=lambda s: logging.info("%s", s))
+    if FLAGS.baseline_json:
+        with open(FLAGS.baseline_json, encoding="utf-8") as f:
+            results["versus_baseline"] = versus_baseline(results, json.load(f))
+    print(format_report(results))
+    if FLAGS.output:
+        os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
+        with open(FLAGS.output, "w", encoding="utf-8") as f:
+            json.dump(results, f, indent=2)
+        print(f"wrote {FLAGS.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)

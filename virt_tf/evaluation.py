@@ -1,0 +1,52 @@
+"""Evaluators, apart from models and entry points: probabilities and task metrics."""
+import numpy as np
+
+
+def predict_probs(classifier, examples, preprocessor, batch_size=64):
+    """Class probabilities `[n, num_labels]` (float32) in the order of ``examples``.
+
+    ``examples`` are `Example`s or ``(text_a, text_b)`` pairs; batches are sorted
+    by length (less padding) and mapped back.
+    """
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from virt_tf.data.pipeline import eval_dataset  # pylint: disable=import-outside-toplevel
+
+    ds, order = eval_dataset(examples, preprocessor, batch_size)
+    predict = tf.function(
+        lambda f: tf.nn.softmax(tf.cast(classifier(f, training=False), tf.float32), axis=-1),
+        reduce_retracing=True)
+    chunks = [predict(features).numpy() for features, _ in ds]
+    probs = (np.concatenate(chunks, axis=0) if chunks
+             else np.zeros((0, classifier.num_labels), np.float32))
+    out = np.empty_like(probs)
+    out[order] = probs
+    return out
+
+
+def compute_metrics(probs, labels, names=("accuracy",)):
+    """Accuracy, F1 (positive class 1) and ROC-AUC with Keras metrics."""
+    import keras  # pylint: disable=import-outside-toplevel
+
+    labels = np.asarray(labels)
+    pred = probs.argmax(axis=-1)
+    out = {"examples": int(len(labels))}
+    acc = keras.metrics.SparseCategoricalAccuracy()
+    acc.update_state(labels, probs)
+    out["accuracy"] = float(acc.result())
+    if "f1" in names:
+        p, r = keras.metrics.Precision(), keras.metrics.Recall()
+        p.update_state(labels == 1, pred == 1)
+        r.update_state(labels == 1, pred == 1)
+        pv, rv = float(p.result()), float(r.result())
+        out["f1"] = 2 * pv * rv / (pv + rv) if pv + rv > 0 else 0.0
+    if "roc_auc" in names:
+        auc = keras.metrics.AUC(num_thresholds=1000)
+        auc.update_state(labels == 1, probs[:, 1])
+        out["roc_auc"] = float(auc.result())
+    return out
+
+
+def evaluate_examples(classifier, examples, preprocessor, metric_names, batch_size=64):
+    """Task metrics of ``classifier`` on labelled ``examples``."""
+    probs = predict_probs(classifier, examples, preprocessor, batch_size)
+    return compute_metrics(probs, [e.label for e in examples], metric_names)

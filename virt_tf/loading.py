@@ -1,0 +1,175 @@
+"""Load a trained model directory as one object: classifier, preprocessor and task.
+
+As keras-hub's ``Task.from_preset`` gives a model back with its preprocessor,
+`load` gives back a `TextMatcher` that scores raw text pairs::
+
+    import virt_tf
+    matcher = virt_tf.load("runs/rte_virt")
+    probs = matcher.predict(["A man is playing."], ["Someone plays."])  # [1, num_labels]
+
+Every entry point and tool that reads a trained directory goes through here.
+This module sits above `models/` and `data/` (it knows both); `modeling/` and
+`models/` never import it.
+"""
+import os
+
+from virt_tf.modeling.checkpoints import CheckpointError, PretrainedBert, read_pretrained
+
+
+class TextMatcher:
+    """A trained text-pair classifier with everything needed to run it on strings.
+
+    Attributes: ``classifier`` (the Keras model), ``preprocessor`` (a
+    `BertPairPreprocessor` with the model's vocabulary, casing and
+    ``max_seq_length``), ``task`` (labels, metrics and, for ``pairs``, the field
+    names it was trained with), ``config`` (the directory's ``model_config.json``),
+    ``directory``.
+    """
+
+    def __init__(self, classifier, preprocessor, task, config, directory=None):
+        self.classifier = classifier
+        self.preprocessor = preprocessor
+        self.task = task
+        self.config = config
+        self.directory = directory
+
+    @classmethod
+    def from_directory(cls, directory, max_seq_length=None):
+        """Load a trained model directory (as `train.py` or `save` wrote it)."""
+        from virt_tf.data.tokenization import BertPairPreprocessor  # pylint: disable=import-outside-toplevel
+        from virt_tf.models.registry import load_classifier  # pylint: disable=import-outside-toplevel
+
+        classifier, config = load_classifier(directory)
+        vocab = os.path.join(directory, config.get("vocab_file", "vocab.txt"))
+        if not os.path.exists(vocab):
+            raise CheckpointError(f"{directory}: no {config.get('vocab_file', 'vocab.txt')} "
+                                  "beside the model")
+        preprocessor = BertPairPreprocessor(vocab, config.get("lower_case", True),
+                                            max_seq_length or config.get("max_seq_length", 128))
+        return cls(classifier, preprocessor, task_of(config), config, directory)
+
+    @classmethod
+    def from_checkpoint(cls, model, num_labels, checkpoint=None, encoder_preset=None,
+                        max_seq_length=128, labels=None, **options):
+        """A new, untrained model ``model`` (a registry name) with its preprocessor.
+
+        The encoder starts from ``checkpoint`` (any format `read_init_checkpoint`
+        reads; default: the MiniLM-L6 package) or, with ``encoder_preset``
+        (``tiny``, ``minilm_l6``, ``bert_base``), from random weights; ``options``
+        are run-config keys of the head (``fusion``, ``virt_head``, ``poly_codes``...).
+        """
+        from virt_tf.config import ConfigError, preset  # pylint: disable=import-outside-toplevel
+        from virt_tf.data import tasks  # pylint: disable=import-outside-toplevel
+        from virt_tf.data.tokenization import BertPairPreprocessor  # pylint: disable=import-outside-toplevel
+        from virt_tf.modeling.checkpoints import assign_weights, default_checkpoint_dir  # pylint: disable=import-outside-toplevel
+        from virt_tf.modeling.encoder import EncoderConfig  # pylint: disable=import-outside-toplevel
+        from virt_tf.models.registry import build_classifier, build_now  # pylint: disable=import-outside-toplevel
+
+        labels = list(labels) if labels is not None else [str(i) for i in range(num_labels)]
+        if len(labels) != num_labels:
+            raise ConfigError(f"{len(labels)} labels given for num_labels={num_labels}")
+        if encoder_preset:
+            pretrained = None
+            encoder_config = EncoderConfig.from_dict(preset(encoder_preset))
+            vocab, lower_case = os.path.join(checkpoint or default_checkpoint_dir(),
+                                             "vocab.txt"), True
+        else:
+            pretrained = read_init_checkpoint(checkpoint)
+            encoder_config = pretrained.config
+            vocab, lower_case = pretrained.vocab_file, pretrained.lower_case
+        classifier = build_now(build_classifier(model, encoder_config, num_labels, options))
+        if pretrained is not None:
+            assign_weights(classifier.encoder, pretrained.weights, pretrained.source)
+        preprocessor = BertPairPreprocessor(vocab, lower_case, max_seq_length)
+        task = tasks.pairs_task(labels=labels)
+        config = {"model": model, "labels": labels, "task": "pairs", "lower_case": lower_case,
+                  "max_seq_length": max_seq_length, "task_options": dict(task.options)}
+        return cls(classifier, preprocessor, task, config)
+
+    def preprocess(self, dataset):
+        """Map a `tf.data` dataset of string batches ``(texts_a, texts_b, labels)`` to the
+        ``(features, labels)`` the models train on (`VirtModel.fit`)."""
+        prep = self.preprocessor
+        return dataset.map(lambda a, b, y: (prep(a, b), y))
+
+    def save(self, directory):
+        """Write a model directory (weights, config, vocabulary) that `load` reads back."""
+        from virt_tf.models.registry import save_classifier  # pylint: disable=import-outside-toplevel
+        meta = {k: v for k, v in self.config.items() if k not in ("model", "classifier",
+                                                                 "vocab_file")}
+        save_classifier(directory, self.model_name, self.classifier, meta,
+                        self.preprocessor.vocab_file)
+        self.directory = directory
+
+    @property
+    def model_name(self):
+        return self.config["model"]
+
+    @property
+    def labels(self):
+        """Label names in the order of the probabilities' columns."""
+        return tuple(self.config.get("labels") or self.task.labels)
+
+    @property
+    def offline(self):
+        """True when the texts are encoded apart (their states can be cached)."""
+        return self.classifier.offline
+
+    def predict(self, texts_a, texts_b, batch_size=64):
+        """Probabilities `[n, num_labels]` (numpy, in ``labels`` order) for n text pairs."""
+        from virt_tf.evaluation import predict_probs  # pylint: disable=import-outside-toplevel
+        texts_a, texts_b = list(texts_a), list(texts_b)
+        if len(texts_a) != len(texts_b):
+            raise ValueError(f"predict needs as many texts_a as texts_b, got {len(texts_a)} "
+                             f"and {len(texts_b)}")
+        return predict_probs(self.classifier, list(zip(texts_a, texts_b)), self.preprocessor,
+                             batch_size)
+
+    def evaluate(self, examples, batch_size=64):
+        """Task metrics on labelled `Example`s (e.g. from `read_split`)."""
+        from virt_tf.evaluation import evaluate_examples  # pylint: disable=import-outside-toplevel
+        return evaluate_examples(self.classifier, examples, self.preprocessor,
+                                 self.task.metrics, batch_size)
+
+    def read_split(self, data_dir, split=None, skip_bad_rows=False):
+        """A split of the model's task from ``data_dir`` (default: its evaluation split)."""
+        from virt_tf.data import tasks  # pylint: disable=import-outside-toplevel
+        return tasks.read_split(self.task, data_dir, split or self.config.get("eval_split", "dev"),
+                                skip_bad_rows)
+
+
+def task_of(config):
+    """The `Task` a model directory was trained on, with its labels, metrics and fields."""
+    from virt_tf.data import tasks  # pylint: disable=import-outside-toplevel
+    name = config.get("task")
+    options = dict(config.get("task_options") or {})
+    if name == "pairs":
+        options.setdefault("labels", config.get("labels") or [])
+        options.setdefault("metrics", config.get("metrics") or ["accuracy"])
+        return tasks.get_task("pairs", **options)
+    return tasks.get_task(name)
+
+
+def load(directory, max_seq_length=None):
+    """`TextMatcher.from_directory`: a trained model directory, ready to score strings."""
+    return TextMatcher.from_directory(directory, max_seq_length)
+
+
+def read_init_checkpoint(path=None, lower_case=None):
+    """Pretrained encoder weights for a new run: any format `read_pretrained` reads, or a
+    model directory trained by this package (its encoder without the task head:
+    intermediate fine-tuning, e.g. MNLI before RTE). Returns a `PretrainedBert`."""
+    if path and os.path.isdir(path) and os.path.exists(os.path.join(path, "model_config.json")):
+        from virt_tf.modeling.checkpoints import encoder_variables  # pylint: disable=import-outside-toplevel
+        from virt_tf.models.registry import load_classifier  # pylint: disable=import-outside-toplevel
+        classifier, model_config = load_classifier(path)
+        vocab = os.path.join(path, model_config.get("vocab_file", "vocab.txt"))
+        if not os.path.exists(vocab):
+            raise CheckpointError(f"{path}: no vocab.txt beside the model")
+        encoder = classifier.encoder
+        weights = {name: var.numpy() for name, var in encoder_variables(encoder).items()}
+        return PretrainedBert(config=encoder.config, weights=weights, vocab_file=vocab,
+                              lower_case=(model_config.get("lower_case", True)
+                                          if lower_case is None else lower_case),
+                              source=path, fmt="virt_tf")
+    return read_pretrained(path, lower_case)

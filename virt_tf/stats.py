@@ -1,0 +1,57 @@
+"""Statistics of comparisons between runs: spread over seeds, gap closed, paired tests."""
+import itertools
+import math
+import statistics
+
+
+def mean_spread(values):
+    """(mean, sample standard deviation; 0 for one value) of a list of numbers."""
+    values = list(values)
+    if not values:
+        return float("nan"), float("nan")
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def gap_closed(student, bottom, top):
+    """Share of the ``bottom`` -> ``top`` gap a ``student`` closes: `(s - b) / (t - b)`."""
+    if top == bottom:
+        return float("nan")
+    return (student - bottom) / (top - bottom)
+
+
+def mcnemar_exact(only_a, only_b):
+    """Two-sided exact McNemar p-value from the two discordant counts."""
+    n = only_a + only_b
+    if n == 0:
+        return 1.0
+    k = min(only_a, only_b)
+    # P(X <= k) for X ~ Binomial(n, 1/2), doubled; computed in log space for large n.
+    logs = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) - n * math.log(2)
+            for i in range(k + 1)]
+    top = max(logs)
+    tail = math.exp(top) * sum(math.exp(v - top) for v in logs)
+    return min(1.0, 2.0 * tail)
+
+
+def paired(pred_a, pred_b, labels):
+    """Discordant counts and McNemar p of two models' predictions on the same pairs."""
+    import numpy as np  # pylint: disable=import-outside-toplevel
+    labels = np.asarray(labels)
+    ra, rb = np.asarray(pred_a) == labels, np.asarray(pred_b) == labels
+    only_a, only_b = int(np.sum(ra & ~rb)), int(np.sum(rb & ~ra))
+    return {"only_a_right": only_a, "only_b_right": only_b,
+            "mcnemar_p": mcnemar_exact(only_a, only_b)}
+
+
+def compare(predictions, labels):
+    """predictions: {name: int array}. Returns per-model and per-pair statistics."""
+    import numpy as np  # pylint: disable=import-outside-toplevel
+    labels = np.asarray(labels)
+    names = list(predictions)
+    first = predictions[names[0]]
+    models = {n: {"accuracy": float(np.mean(p == labels)),
+                  "agreement_with_" + names[0]: float(np.mean(p == first))}
+              for n, p in predictions.items()}
+    pairs = [dict(a=a, b=b, **paired(predictions[a], predictions[b], labels))
+             for a, b in itertools.combinations(names, 2)]
+    return {"models": models, "pairs": pairs}
