@@ -268,18 +268,25 @@ def results(tmp_path_factory, repo_dir, vocab_file):
     return cases, done
 
 
-BAD = ["missing data file", "missing data folder", "empty file", "header without rows",
-       "wrong column count", "unknown label", "bytes that are not UTF-8", "invalid JSON line",
-       "missing field", "text that is not a string", "negative alpha", "batch size 0",
-       "learning rate NaN", "max_seq_length out of range", "config file of the wrong kind",
-       "teacher folder of the wrong format", "teacher weights with mis-shaped variables",
-       "resume checkpoint with mis-shaped variables", "checkpoint folder of the wrong format",
-       "resume with other options than the checkpoints",
-       "pretrained checkpoint with a mis-shaped variable",
-       "pretrained folder of an unknown format"]
+# case -> the `virt_tf.errors` class the CLI must report (raised where the input is checked)
+BAD = {"missing data file": "DataError", "missing data folder": "DataError",
+       "empty file": "DataError", "header without rows": "DataError",
+       "wrong column count": "DataError", "unknown label": "DataError",
+       "bytes that are not UTF-8": "DataError", "invalid JSON line": "DataError",
+       "missing field": "DataError", "text that is not a string": "DataError",
+       "negative alpha": "ConfigError", "batch size 0": "ConfigError",
+       "learning rate NaN": "ConfigError", "max_seq_length out of range": "ConfigError",
+       "config file of the wrong kind": "ConfigError",
+       "teacher folder of the wrong format": "ConfigError",
+       "teacher weights with mis-shaped variables": "CheckpointError",
+       "resume checkpoint with mis-shaped variables": "StageError",
+       "checkpoint folder of the wrong format": "StageError",
+       "resume with other options than the checkpoints": "StageError",
+       "pretrained checkpoint with a mis-shaped variable": "CheckpointError",
+       "pretrained folder of an unknown format": "CheckpointError"}
 
 
-@pytest.mark.parametrize("case", BAD)
+@pytest.mark.parametrize("case", sorted(BAD))
 def test_bad_input_gives_one_line_error_and_exit_code_2(results, case):
     cases, done = results
     returncode, stderr, _ = done[case]
@@ -288,6 +295,7 @@ def test_bad_input_gives_one_line_error_and_exit_code_2(results, case):
     lines = stderr.rstrip("\n").splitlines()
     errors = [l for l in lines if l.startswith("error:")]
     assert len(errors) == 1 and lines[-1] == errors[0], stderr[-3000:]
+    assert errors[0].startswith(f"error: {BAD[case]}: "), (BAD[case], errors[0])
     for expected in cases[case][1]:
         assert expected in errors[0], (expected, errors[0])
     print(errors[0])
@@ -295,7 +303,27 @@ def test_bad_input_gives_one_line_error_and_exit_code_2(results, case):
 
 def test_every_case_is_checked(results):
     cases, _ = results
-    assert sorted(cases) == sorted(BAD + ["allowed: empty, blank and very long texts"])
+    assert sorted(cases) == sorted(list(BAD) + ["allowed: empty, blank and very long texts"])
+
+
+def test_a_bug_is_not_bad_input(repo_dir):
+    """Only `UserError`s become one line and exit 2; any other exception, even a plain
+    ValueError from inside the program, keeps its traceback and exits 1."""
+    code = ("from virt_tf.cli import run_cli\n"
+            "def buggy():\n    return int('not a number')\n"
+            "run_cli(buggy)\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=repo_dir, capture_output=True,
+                          text=True, timeout=120,
+                          env=dict(os.environ, PYTHONPATH=repo_dir))
+    assert proc.returncode == 1
+    assert "Traceback" in proc.stderr and "ValueError: invalid literal" in proc.stderr
+    assert not any(l.startswith("error:") for l in proc.stderr.splitlines())
+    user = ("from virt_tf.cli import run_cli\nfrom virt_tf.errors import DataError\n"
+            "def bad():\n    raise DataError('x.tsv:3: unknown label')\nrun_cli(bad)\n")
+    proc = subprocess.run([sys.executable, "-c", user], cwd=repo_dir, capture_output=True,
+                          text=True, timeout=120, env=dict(os.environ, PYTHONPATH=repo_dir))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == "error: DataError: x.tsv:3: unknown label"
 
 
 def test_empty_blank_and_long_texts_are_allowed_truncated_and_counted(results):

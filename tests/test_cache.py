@@ -223,8 +223,8 @@ def test_run_cli_turns_bad_input_into_exit_2(tmp_path, capsys):
         run_cli(lambda: read_texts(str(tmp_path / "bad.tsv")))
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"error: {tmp_path / 'bad.tsv'}:1: expected 2 tab-separated fields "
-                   "(id, text), got 1"]
+    assert err == [f"error: DataError: {tmp_path / 'bad.tsv'}:1: expected 2 tab-separated "
+                   "fields (id, text), got 1"]
 
 
 def test_encode_and_score_commands(setup, end_to_end, tmp_path):
@@ -253,5 +253,5 @@ def test_encode_and_score_commands(setup, end_to_end, tmp_path):
          f"--cache={tmp_path / 'absent.npz'}", f"--pairs={setup['pairs']}", f"--output={out}"],
         capture_output=True, text=True, env=_env(), cwd=REPO, timeout=300)
     assert bad.returncode == 2
-    assert bad.stderr.strip().splitlines()[-1] == f"error: {tmp_path / 'absent.npz'}: cache " \
-                                                  "file not found"
+    assert bad.stderr.strip().splitlines()[-1] == \
+        f"error: DataError: {tmp_path / 'absent.npz'}: cache file not found"

@@ -256,4 +256,4 @@ def test_export_cli(exported, tmp_path):
                          capture_output=True, text=True, env=_env(), cwd=REPO, timeout=300)
     assert bad.returncode == 2
     last = bad.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: ") and "missing" in last
+    assert last.startswith("error: MissingFileError: ") and "missing" in last

@@ -214,6 +214,7 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(
     assert "Traceback" not in proc.stderr
     errors = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
     assert len(errors) == 1 and proc.stderr.rstrip().endswith(errors[0])
+    assert errors[0].startswith("error: NumericalError: ")
     assert "non-finite loss (nan) at step 3" in errors[0]
     assert "ckpt-2 stays the latest" in errors[0]
     # Nothing was saved after the bad step: ckpt-2 is the latest and holds finite values.

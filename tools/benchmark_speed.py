@@ -64,6 +64,8 @@ def define_flags():
     flags.DEFINE_integer("max_seq_length", 128, "Pair budget in word pieces.")
     flags.DEFINE_integer("max_train_examples", 10000, "Training pairs the batches come from.")
     flags.DEFINE_bool("jit_compile", False, "XLA for the train step.")
+    flags.DEFINE_bool("stack_texts", False, "Siamese models: x and y in one encoder call "
+                      "(stacked along the batch) in the new settings.")
     flags.DEFINE_bool("include_before", True, "Also time the path before the speed levers "
                       "(float32, random batches tokenized every step, two encoder calls).")
     flags.DEFINE_string("baseline_json", None, "An earlier --output: print new / before.")
@@ -113,7 +115,8 @@ def legacy_stream(examples, preprocessor, batch_size, epochs, seed):
 
 
 def train_speed(model_name, precision, bucket, examples, encoder_config, pretrained,
-                preprocessor, steps, warmup, batch_size, jit_compile=False, legacy=None):
+                preprocessor, steps, warmup, batch_size, jit_compile=False, legacy=None,
+                stack_texts=False):
     """Seconds per step of ``steps`` timed train steps of ``model_name`` (after ``warmup``).
 
     ``legacy`` (the training `Example`s) measures the path before the speed levers:
@@ -123,7 +126,8 @@ def train_speed(model_name, precision, bucket, examples, encoder_config, pretrai
     import numpy as np  # pylint: disable=import-outside-toplevel
     from virt_tf.data.pipeline import (TokenizedPairs, batch_plan, padding_share,  # pylint: disable=import-outside-toplevel
                                        training_stream)
-    from virt_tf.losses import TaskLoss, VirtLoss  # pylint: disable=import-outside-toplevel
+    from virt_tf.config import load_config  # pylint: disable=import-outside-toplevel
+    from virt_tf.losses import needs_teacher, objective_from_config  # pylint: disable=import-outside-toplevel
     from virt_tf.modeling.checkpoints import assign_weights  # pylint: disable=import-outside-toplevel
     from virt_tf.models.registry import build_classifier, build_now  # pylint: disable=import-outside-toplevel
     from virt_tf.models.virt import VirtModel  # pylint: disable=import-outside-toplevel
@@ -144,18 +148,20 @@ def train_speed(model_name, precision, bucket, examples, encoder_config, pretrai
                 assign_weights(clf.encoder, pretrained.weights, pretrained.source)
             return clf
         student = build(model_name)
-        if legacy is not None and hasattr(student, "stack_texts"):
-            student.stack_texts = False
-        terms, teacher = [TaskLoss()], None
-        if model_name == "virt":  # the VIRT-encoder trains with its teacher and L_virt
-            teacher = build("cross")
-            terms.append(VirtLoss(weight=1.0))
+        if hasattr(student, "stack_texts"):
+            student.stack_texts = bool(stack_texts) and legacy is None
+        # the objective the model's config implies (VIRT: task + alpha 1 * L_virt, a teacher)
+        terms = objective_from_config(load_config("mnli", model_name,
+                                                  overrides={"virt_alpha": None}))
+        teacher = build("cross") if needs_teacher(terms) else None
         model = VirtModel(student, teacher, terms=terms)
         model.compile(optimizer=create_optimizer(5e-5, 10 * total), jit_compile=jit_compile)
     epochs = max(1, -(-total * batch_size // len(pairs)))
-    plan = batch_plan(pairs.lengths, batch_size, epochs, 0, bucket)[:total]
+    key = "pair" if "pair" in student.input_packings else "texts"  # as training does
+    plan = batch_plan(pairs.sort_lengths(key), batch_size, epochs, 0, bucket)[:total]
     stream = (legacy_stream(legacy, preprocessor, batch_size, epochs, 0) if legacy is not None
-              else training_stream(pairs, preprocessor, batch_size, epochs, 0, bucket=bucket))
+              else training_stream(pairs, preprocessor, batch_size, epochs, 0, bucket=bucket,
+                                   bucket_key=key))
     timer = StepTimer()
     model.fit(stream.take(total), epochs=1, steps_per_epoch=total, verbose=0,
               callbacks=[timer])
@@ -167,8 +173,13 @@ def train_speed(model_name, precision, bucket, examples, encoder_config, pretrai
             "median_seconds_per_step": round(statistics.median(timed), 4),
             "pairs_per_second": round(batch_size / mean, 2),
             "padding_share": round(padding_share(pairs.lengths, plan[warmup:]), 4),
+            "padding_share_x": round(padding_share(pairs.lengths_a, plan[warmup:]), 4),
+            "padding_share_y": round(padding_share(pairs.lengths_b, plan[warmup:]), 4),
             "mean_pair_positions": round(float(np.mean(
                 pairs.lengths[plan[warmup:]].max(axis=1))), 1),
+            "mean_x_plus_y_positions": round(float(np.mean(
+                pairs.lengths_a[plan[warmup:]].max(axis=1)
+                + pairs.lengths_b[plan[warmup:]].max(axis=1))), 1),
             "steps": len(timed)}
 
 
@@ -269,8 +280,8 @@ def versus_baseline(results, baseline):
 
 def format_report(results):
     lines = [f"training: batch {results['batch_size']}, {results['steps']} timed steps after "
-             f"{results['warmup']}, {results['task']} pairs; {results['cpu_count']} CPU(s), "
-             f"TF {results['tensorflow']}", "",
+             f"{results['warmup']}, {results['task']} pairs; {results['cpu_count']} CPU(s): "
+             f"{results.get('cpu', '?')}; TF {results['tensorflow']}", "",
              f"{'model':<9}{'setting':<8}{'precision':<16}{'batches':<10}{'s/step':>8}"
              f"{'pairs/s':>9}{'padding':>9}{'positions':>11}"]
     for r in results.get("train", []):
@@ -294,6 +305,20 @@ def format_report(results):
     return "\n".join(lines)
 
 
+def cpu_name():
+    """The CPU model and its vector extensions (what bfloat16 speed depends on)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            info = f.read()
+    except OSError:
+        return platform.processor()
+    name = next((l.split(":", 1)[1].strip() for l in info.splitlines()
+                 if l.startswith("model name")), "?")
+    flags_line = next((l for l in info.splitlines() if l.startswith("flags")), "")
+    ext = sorted({f for f in flags_line.split() if f.startswith(("avx512", "amx", "avx2"))})
+    return f"{name} ({', '.join(ext) or 'no AVX2/AVX-512'})"
+
+
 def read_first_column(path, column, limit):
     import csv  # pylint: disable=import-outside-toplevel
     with open(path, encoding="utf-8") as f:
@@ -305,7 +330,7 @@ def run(task_name, data_dir, encoder_preset=None, models=("cross", "siamese", "v
         precisions=("float32", "mixed_bfloat16"), buckets=(False, True), steps=30, warmup=5,
         batch_size=28, max_seq_length=128, max_train_examples=10000, encode_file=None,
         encode_texts=2000, encode_batch=32, jit_compile=False, st_python=None,
-        st_backends=(), include_before=True, st_model=None, log=print):
+        st_backends=(), include_before=True, st_model=None, stack_texts=False, log=print):
     """The whole benchmark; returns the results dict (see `format_report`)."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     from virt_tf.config import preset  # pylint: disable=import-outside-toplevel
@@ -329,7 +354,8 @@ def run(task_name, data_dir, encoder_preset=None, models=("cross", "siamese", "v
                "steps": steps, "warmup": warmup, "encoder_preset": encoder_preset,
                "tensorflow": tf.__version__, "cpu_count": os.cpu_count(),
                "machine": platform.machine(), "jit_compile": jit_compile,
-               "encode_batch": encode_batch, "train": [], "encode": []}
+               "encode_batch": encode_batch, "stack_texts": stack_texts, "train": [],
+               "encode": [], "cpu": cpu_name()}
     if include_before:
         for name in models:
             log(f"train {name} before")
@@ -343,7 +369,8 @@ def run(task_name, data_dir, encoder_preset=None, models=("cross", "siamese", "v
                 log(f"train {name} {precision} buckets={bucket}")
                 results["train"].append(train_speed(name, precision, bucket, pairs, config,
                                                     pretrained, prep, steps, warmup,
-                                                    batch_size, jit_compile))
+                                                    batch_size, jit_compile,
+                                                    stack_texts=stack_texts))
                 log(f"  {results['train'][-1]}")
     if encode_texts and encode_file:
         texts = read_first_column(encode_file, "sentence1", encode_texts)
@@ -378,7 +405,8 @@ def _main():
                   FLAGS.max_seq_length, FLAGS.max_train_examples, FLAGS.encode_file,
                   FLAGS.encode_texts, FLAGS.encode_batch, FLAGS.jit_compile,
                   FLAGS.sentence_transformers_python, FLAGS.st_backends,
-                  FLAGS.include_before, FLAGS.st_model, log=lambda s: logging.info("%s", s))
+                  FLAGS.include_before, FLAGS.st_model, FLAGS.stack_texts,
+                  log=lambda s: logging.info("%s", s))
     if FLAGS.baseline_json:
         with open(FLAGS.baseline_json, encoding="utf-8") as f:
             results["versus_baseline"] = versus_baseline(results, json.load(f))

@@ -191,20 +191,21 @@ def profile(encoder_config, models=None, batch=28, query_pieces=16, doc_pieces=2
     """
     import gc  # pylint: disable=import-outside-toplevel
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from virt_tf.errors import ConfigError  # pylint: disable=import-outside-toplevel
     from virt_tf.models import registry  # pylint: disable=import-outside-toplevel
 
     models = list(models or registry.MODELS)
     unknown = sorted(set(models) - set(registry.MODELS))
     if unknown:
-        raise ValueError(f"unknown model(s) {unknown}; known: {sorted(registry.MODELS)}")
+        raise ConfigError(f"unknown model(s) {unknown}; known: {sorted(registry.MODELS)}")
     for name, value in (("batch_size", batch), ("query_pieces", query_pieces),
                         ("doc_pieces", doc_pieces), ("repeats", repeats)):
         if value <= 0:
-            raise ValueError(f"{name} must be positive, got {value}")
+            raise ConfigError(f"{name} must be positive, got {value}")
     query_len, doc_len = query_pieces + 2, doc_pieces + 2
     pair_len = query_pieces + doc_pieces + 3
     if pair_len > encoder_config.max_position_embeddings:
-        raise ValueError(f"the pair needs {pair_len} positions, the encoder has "
+        raise ConfigError(f"the pair needs {pair_len} positions, the encoder has "
                          f"{encoder_config.max_position_embeddings}")
     results = {"encoder_config": encoder_config.to_dict(), "batch_size": batch,
                "query_pieces": query_pieces, "doc_pieces": doc_pieces,

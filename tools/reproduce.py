@@ -36,6 +36,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
+from virt_tf.errors import ConfigError  # noqa: E402
 from virt_tf.stats import gap_closed, mean_spread, paired  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -88,10 +89,10 @@ def plan_cells(grid, tasks, rows, seeds, lr_grid, overrides=None):
     overrides = overrides or {}
     unknown = sorted(set(tasks) - set(grid["tasks"]))
     if unknown:
-        raise ValueError(f"unknown task(s) {unknown}; grid.yaml has {sorted(grid['tasks'])}")
+        raise ConfigError(f"unknown task(s) {unknown}; grid.yaml has {sorted(grid['tasks'])}")
     unknown = sorted(set(rows) - set(grid["rows"]))
     if unknown:
-        raise ValueError(f"unknown row(s) {unknown}; grid.yaml has {sorted(grid['rows'])}")
+        raise ConfigError(f"unknown row(s) {unknown}; grid.yaml has {sorted(grid['rows'])}")
     paper_lr = float(grid["protocol"]["paper_lr"])
     seeds = [int(s) for s in seeds]
     cells = []
@@ -169,9 +170,9 @@ def cell_command(cell, grid, output, data_root, extra=(), max_train=None, max_ev
            f"--tune_fraction={grid['protocol']['tune_fraction']}", "--verbose=2"]
     if task.get("eval_split"):
         cmd.append(f"--eval_split={task['eval_split']}")
-    if model == "cross" and task.get("teacher_init"):
+    if cell["row"] == "teacher" and task.get("teacher_init"):
         cmd.append(f"--init_checkpoint={os.path.join(output, teacher_dir(task['teacher_init']))}")
-    if model != "cross":
+    if cell["row"] != "teacher":
         cmd.append(f"--teacher_dir={os.path.join(output, teacher_dir(cell['task']))}")
     for key, value in row.items():
         cmd.append(f"--{key}={value}")
@@ -537,7 +538,7 @@ def update_readme(report_md, output, readme=os.path.join(REPO, "README.md")):
     with open(readme, encoding="utf-8") as f:
         text = f.read()
     if README_BEGIN not in text or README_END not in text:
-        raise ValueError(f"{readme} has no {README_BEGIN} ... {README_END} block")
+        raise ConfigError(f"{readme} has no {README_BEGIN} ... {README_END} block")
     head, rest = text.split(README_BEGIN, 1)
     _, tail = rest.split(README_END, 1)
     rel = os.path.relpath(output, REPO)
@@ -555,7 +556,6 @@ def main(argv):
 
 
 def _main():
-    from virt_tf.errors import ConfigError  # pylint: disable=import-outside-toplevel
     if not FLAGS.output:
         raise ConfigError("--output is required (e.g. results/NAME)")
     grid = load_grid()
@@ -606,9 +606,8 @@ def _main():
     print(report)
     if FLAGS.update_readme:
         update_readme(report.replace("# Reproduction", "### Reproduction", 1), output)
-    if failed:
-        raise RuntimeError(f"{len(failed)} cell(s) failed: "
-                           + ", ".join(c["dir"] for c in failed))
+    if failed:  # not the user's input, not a bug here: say which, exit 1
+        sys.exit(f"{len(failed)} cell(s) failed: " + ", ".join(c["dir"] for c in failed))
     return 0
 
 

@@ -1,9 +1,10 @@
 """Shared command-line behaviour: user errors become one line and exit code 2.
 
-A known user error (bad data, bad config, a checkpoint that does not fit, a
-non-finite loss, a stage directory that cannot be resumed, a missing file)
-prints a single line `error: ...` on stderr, never a traceback, and exits with
-code 2. Anything else is a bug and keeps its traceback.
+A `virt_tf.errors.UserError` (bad data, bad config, a checkpoint that does not
+fit, a non-finite loss, a stage directory that cannot be resumed, a missing
+file), raised where the input is checked, prints a single line
+``error: <Class>: <message>`` on stderr, never a traceback, and exits with code
+2. Anything else is a bug: it keeps its traceback and exits with code 1.
 """
 import gc
 import sys
@@ -12,25 +13,10 @@ from absl import logging
 
 EXIT_USER_ERROR = 2
 
-# module -> names of its user-error classes. A module that was never imported
-# cannot have raised its errors, so they are looked up in `sys.modules` only:
-# failing on bad data does not import TensorFlow just to print one line.
-_USER_ERRORS = {
-    "virt_tf.config": ("ConfigError",),
-    "virt_tf.data.tasks": ("DataError",),
-    "virt_tf.modeling.checkpoints": ("CheckpointError",),
-    "virt_tf.training": ("NumericalError", "StageError"),
-}
-
-
 def user_error_types():
-    types = [FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
-             PermissionError, ValueError]
-    for module, names in _USER_ERRORS.items():
-        mod = sys.modules.get(module)
-        if mod is not None:
-            types.extend(getattr(mod, name) for name in names if hasattr(mod, name))
-    return tuple(types)
+    """The exception classes `run_cli` reports as user errors."""
+    from virt_tf.errors import UserError  # pylint: disable=import-outside-toplevel
+    return (UserError,)
 
 
 def one_line(error, limit=2000):
@@ -41,12 +27,12 @@ def one_line(error, limit=2000):
 
 
 def run_cli(fn):
-    """Run ``fn``; a known user error prints `error: ...` on stderr and exits 2."""
+    """Run ``fn``; a `UserError` prints `error: <Class>: ...` on stderr and exits 2."""
     try:
         return fn() or 0
     except user_error_types() as e:
         logging.debug("user error", exc_info=True)
-        message = one_line(e)
+        message = f"{type(e).__name__}: {one_line(e)}"
     # Objects of the failed run (a half-restored checkpoint...) may log warnings when
     # they are collected; let them do so now so that the error is the last line.
     gc.collect()
@@ -57,10 +43,11 @@ def run_cli(fn):
 
 
 def require_flags(flag_values, names):
-    """A `ValueError` naming the first of ``names`` that was not given."""
+    """A `ConfigError` naming the first of ``names`` that was not given."""
+    from virt_tf.errors import ConfigError  # pylint: disable=import-outside-toplevel
     for name in names:
         if not getattr(flag_values, name):
-            raise ValueError(f"--{name} is required")
+            raise ConfigError(f"--{name} is required")
 
 
 def absl_main(fn):

@@ -260,22 +260,23 @@ def encode_file(model_dir, input_path, output_path, float16=False, batch_size=64
 
     Returns a summary dict (texts, pieces, dtype, bytes, path).
     """
+    from virt_tf.errors import ConfigError  # pylint: disable=import-outside-toplevel
     from virt_tf.loading import load  # pylint: disable=import-outside-toplevel
     from virt_tf.models.registry import get_spec, read_model_config  # pylint: disable=import-outside-toplevel
     from virt_tf.serving import ModelServer  # pylint: disable=import-outside-toplevel
 
     if batch_size <= 0:
-        raise ValueError(f"--batch_size must be positive, got {batch_size}")
+        raise ConfigError(f"--batch_size must be positive, got {batch_size}")
     config = read_model_config(model_dir)
     if not get_spec(config["model"]).cls.offline:
-        raise ValueError(f"{model_dir} holds a {config['model']} model, which has no offline "
+        raise ConfigError(f"{model_dir} holds a {config['model']} model, which has no offline "
                          "part: it reads both texts together; encode needs a model that "
                          "encodes its texts apart (siamese, virt, deformer, dipair, poly, dse)")
     ids, texts = read_texts(input_path)
     length = max_seq_length or config.get("max_seq_length", 128)
     positions = config["classifier"]["encoder_config"]["max_position_embeddings"]
     if not 5 <= length <= positions:
-        raise ValueError(f"--max_seq_length must be in [5, {positions}], got {length}")
+        raise ConfigError(f"--max_seq_length must be in [5, {positions}], got {length}")
     matcher = load(model_dir, max_seq_length=length)
     prep = matcher.preprocessor
     server = ModelServer(matcher.classifier, config["model"])

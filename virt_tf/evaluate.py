@@ -32,10 +32,10 @@ def main(argv):
 
 
 def _evaluate():
+    from virt_tf.cli import require_flags  # pylint: disable=import-outside-toplevel
     from virt_tf.loading import load  # pylint: disable=import-outside-toplevel
 
-    if not FLAGS.model_dir:
-        raise ValueError("--model_dir is required")
+    require_flags(FLAGS, ("model_dir",))
     matcher = load(FLAGS.model_dir)
     split = FLAGS.split or matcher.config.get("eval_split", "dev")
     examples = matcher.read_split(FLAGS.data_dir, split, FLAGS.skip_bad_rows)

@@ -30,6 +30,8 @@ import sys
 
 from absl import app, flags, logging
 
+from virt_tf.errors import ConfigError, ExistingFileError
+
 FLAGS = flags.FLAGS
 EXPORT_INFO = "virt_tf_export.json"
 
@@ -82,17 +84,17 @@ def export(model_dir, export_dir, name=None, version=None, overwrite=False):
     model_name = config["model"]
     name = name or model_name
     if not name.replace("_", "").replace("-", "").isalnum():
-        raise ValueError(f"--name must be letters, digits, '_' or '-', got {name!r}")
+        raise ConfigError(f"--name must be letters, digits, '_' or '-', got {name!r}")
     model_base = os.path.join(export_dir, name)
     prep_base = os.path.join(export_dir, name + "_preprocessing")
     version = next_version(model_base, prep_base) if version is None else int(version)
     if version <= 0:
-        raise ValueError(f"--version must be a positive integer, got {version}")
+        raise ConfigError(f"--version must be a positive integer, got {version}")
     model_path = os.path.join(model_base, str(version))
     prep_path = os.path.join(prep_base, str(version))
     for path in (model_path, prep_path):
         if os.path.exists(path) and not overwrite:
-            raise FileExistsError(f"{path} exists; pass --overwrite or another --version")
+            raise ExistingFileError(f"{path} exists; pass --overwrite or another --version")
 
     matcher = load(model_dir)
     config, prep = matcher.config, matcher.preprocessor
@@ -133,15 +135,10 @@ def main(argv):
 
 
 def _export():
-    if not FLAGS.model_dir:
-        raise ValueError("--model_dir is required")
-    if not FLAGS.export_dir:
-        raise ValueError("--export_dir is required")
-    try:
-        result = export(FLAGS.model_dir, FLAGS.export_dir, FLAGS.name, FLAGS.version,
-                        FLAGS.overwrite)
-    except FileExistsError as e:  # not a FileNotFoundError: report it like the other user errors
-        raise ValueError(str(e)) from e
+    from virt_tf.cli import require_flags  # pylint: disable=import-outside-toplevel
+    require_flags(FLAGS, ("model_dir", "export_dir"))
+    result = export(FLAGS.model_dir, FLAGS.export_dir, FLAGS.name, FLAGS.version,
+                    FLAGS.overwrite)
     logging.info("exported %s", result)
     print(f"model         {result['model_path']}  signatures: {', '.join(result['signatures'])}")
     print(f"preprocessing {result['preprocessing_path']}  signatures: "

@@ -124,15 +124,16 @@ def score_file(model_dir, cache_paths, pairs_path, batch_size=256, show_progress
     labels and counts for the report.
     """
     from virt_tf.encode import model_fingerprint, progress_bar, read_cache  # pylint: disable=import-outside-toplevel
+    from virt_tf.errors import ConfigError  # pylint: disable=import-outside-toplevel
     from virt_tf.loading import load  # pylint: disable=import-outside-toplevel
     from virt_tf.models.registry import get_spec, read_model_config  # pylint: disable=import-outside-toplevel
     from virt_tf.serving import ModelServer  # pylint: disable=import-outside-toplevel
 
     if batch_size <= 0:
-        raise ValueError(f"--batch_size must be positive, got {batch_size}")
+        raise ConfigError(f"--batch_size must be positive, got {batch_size}")
     config = read_model_config(model_dir)
     if not get_spec(config["model"]).cls.offline:
-        raise ValueError(f"{model_dir} holds a {config['model']} model, which has no online part "
+        raise ConfigError(f"{model_dir} holds a {config['model']} model, which has no online part "
                          "on cached states; score needs a model that encodes its texts apart")
     pairs = read_pairs(pairs_path)
     caches = [read_cache(p) for p in cache_paths]

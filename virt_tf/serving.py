@@ -44,7 +44,7 @@ class _Untracked:
         self.obj = obj
 
 
-from virt_tf.errors import ServingInputError  # noqa: E402,F401
+from virt_tf.errors import MissingFileError, ServingInputError  # noqa: E402,F401
 
 
 def _ids_spec(name):
@@ -267,7 +267,7 @@ class ExportedModel:
 
     def __init__(self, path):
         if not os.path.exists(os.path.join(path, "saved_model.pb")):
-            raise FileNotFoundError(f"{path}: no saved_model.pb (give a version folder, "
+            raise MissingFileError(f"{path}: no saved_model.pb (give a version folder, "
                                     "e.g. EXPORT_DIR/virt/1)")
         self.path = path
         self._loaded = tf.saved_model.load(path)

@@ -290,7 +290,8 @@ def wait_for_file(path, timeout=600):
     deadline = time.time() + timeout
     while not os.path.exists(path):
         if time.time() > deadline:
-            raise TimeoutError(f"{path}: not written by the chief after {timeout} s")
+            from virt_tf.errors import StageError  # pylint: disable=import-outside-toplevel
+            raise StageError(f"{path}: not written by the chief after {timeout} s")
         time.sleep(0.5)
 
 

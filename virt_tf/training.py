@@ -331,8 +331,8 @@ def run_stage(model_name, directory, cfg, data, pretrained, preprocessor, teache
     seed = int(cfg["seed"])
     keras.utils.set_random_seed(seed)
     task = data["task"]
-    epochs = int(cfg["teacher_epochs"] or cfg["epochs"]) if model_name == "cross" and \
-        cfg.get("_pipeline_teacher") else int(cfg["epochs"])
+    epochs = int(cfg["teacher_epochs"] or cfg["epochs"]) if cfg.get("_pipeline_teacher") \
+        else int(cfg["epochs"])
     batch_size = int(cfg["batch_size"])
     spe = steps_per_epoch(len(data["train"]), batch_size)
     total = spe * epochs
@@ -390,7 +390,9 @@ def run_stage(model_name, directory, cfg, data, pretrained, preprocessor, teache
                       keras.callbacks.TensorBoard(os.path.join(directory, "logs"),
                                                   update_freq=max(1, min(50, spe)))]
         if data.get("tune"):
-            callbacks.insert(2, keep_best)  # before the epoch-end checkpoint is taken
+            # before the epoch-end checkpoint: a kill between the two then re-runs the
+            # epoch's last steps and compares again, never loses the epoch's result
+            callbacks.insert(1, keep_best)
     if cfg.get("_debug_nan_at_step"):
         callbacks.insert(0, PoisonWeights(classifier, cfg["_debug_nan_at_step"]))
     t0 = time.time()
@@ -399,20 +401,23 @@ def run_stage(model_name, directory, cfg, data, pretrained, preprocessor, teache
         val = eval_dataset(data["tune"], preprocessor, 64)[0]
     train_pairs = TokenizedPairs.from_examples(data["train"], preprocessor)
     bucket = bool(cfg.get("length_buckets", True))
+    # batches of similar length in the packings this model reads
+    key = "pair" if "pair" in classifier.input_packings else "texts"
+    plan = batch_plan(train_pairs.sort_lengths(key), batch_size, epochs, seed, bucket)
     if start == 0:
-        plan = batch_plan(train_pairs.lengths, batch_size, epochs, seed, bucket)
-        logging.info("padding: %.1f%% of the pair packings' positions (%s)",
-                     100 * padding_share(train_pairs.lengths, plan),
-                     "length-bucketed batches" if bucket else "random batches")
+        for name, lengths in (("pair", train_pairs.lengths), ("x", train_pairs.lengths_a),
+                              ("y", train_pairs.lengths_b)):
+            logging.info("padding of the %s packings: %.1f%% of their positions (%s)", name,
+                         100 * padding_share(lengths, plan),
+                         f"batches bucketed by {key} length" if bucket else "random batches")
     while start < total:
         epoch = start // spe
         steps = spe - start % spe
         if strategy.num_replicas_in_sync > 1 or not chief:
-            stream = distributed_stream(strategy, train_pairs, preprocessor, batch_plan(
-                train_pairs.lengths, batch_size, epochs, seed, bucket)[start:])
+            stream = distributed_stream(strategy, train_pairs, preprocessor, plan[start:])
         else:
             stream = training_stream(train_pairs, preprocessor, batch_size, epochs, seed,
-                                     start_step=start, bucket=bucket)
+                                     start_step=start, bucket=bucket, bucket_key=key)
         model.fit(stream, initial_epoch=epoch, epochs=epoch + 1 if steps != spe else epochs,
                   steps_per_epoch=steps if steps != spe else spe, validation_data=val,
                   callbacks=callbacks, verbose=verbose)

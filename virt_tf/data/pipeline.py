@@ -14,8 +14,13 @@ import tensorflow as tf
 from virt_tf.data.tasks import Example
 
 # Length bucketing: a window of this many batches of the epoch's permutation is
-# sorted by pair length and cut into batches; the epoch's batches are then shuffled.
+# sorted by length and cut into batches; the epoch's batches are then shuffled.
 BUCKET_WINDOW_BATCHES = 50
+# Models that read x and y apart: the window is sorted by x's length, then each group
+# of this many batches by y's (both packings stay tight; measured on MNLI: x + y
+# positions a pair 55.5 -> 48.5 against sorting by the pair's length).
+TEXTS_GROUP_BATCHES = 4
+BUCKET_KEYS = ("pair", "texts")
 
 
 def _columns(examples):
@@ -35,7 +40,15 @@ class TokenizedPairs:
     def __init__(self, a, b, labels):
         self.a, self.b = a, b
         self.labels = np.asarray(labels, np.int32)
-        self.lengths = (a.row_lengths().numpy() + b.row_lengths().numpy() + 3).astype(np.int64)
+        self.lengths_a = (a.row_lengths().numpy() + 2).astype(np.int64)  # [CLS] x [SEP]
+        self.lengths_b = (b.row_lengths().numpy() + 2).astype(np.int64)
+        self.lengths = self.lengths_a + self.lengths_b - 1  # [CLS] x [SEP] y [SEP]
+
+    def sort_lengths(self, key):
+        """What `batch_plan` sorts on: the pair's length, or (x's, y's) for ``texts``."""
+        if key not in BUCKET_KEYS:
+            raise ValueError(f"bucket key must be one of {BUCKET_KEYS}, got {key!r}")
+        return self.lengths if key == "pair" else np.stack([self.lengths_a, self.lengths_b], 1)
 
     def __len__(self):
         return len(self.labels)
@@ -72,9 +85,11 @@ def batch_plan(lengths, batch_size, epochs, seed, bucket=True,
 
     Each epoch takes its seeded permutation (`epoch_order`; the last partial batch
     is dropped). With ``bucket``, each window of ``window`` batches of it is
-    sorted by pair length (stable) and cut into batches, and the epoch's
-    batches are put in a seeded random order: every example is still seen once
-    an epoch, and batches hold pairs of similar length.
+    sorted by length (stable) and cut into batches, and the epoch's batches are
+    put in a seeded random order: every example is still seen once an epoch, and
+    batches hold pairs of similar length. ``lengths`` is `[n]` (the pair's length)
+    or `[n, 2]` (x's and y's: sorted by x's, then each group of
+    `TEXTS_GROUP_BATCHES` batches by y's).
     """
     n = len(lengths)
     spe = steps_per_epoch(n, batch_size)
@@ -86,12 +101,19 @@ def batch_plan(lengths, batch_size, epochs, seed, bucket=True,
         return order.reshape(epochs * spe, batch_size)
     rng = np.random.RandomState([seed, 1])
     lengths = np.asarray(lengths)
+    group = TEXTS_GROUP_BATCHES * batch_size
     plans = []
     for e in range(epochs):
         batches = []
         for start in range(0, spe * batch_size, window * batch_size):
             chunk = order[e, start:start + window * batch_size]
-            chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+            if lengths.ndim == 1:
+                chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+            else:
+                chunk = chunk[np.argsort(lengths[chunk, 0], kind="stable")]
+                chunk = np.concatenate([
+                    part[np.argsort(lengths[part, 1], kind="stable")]
+                    for part in np.split(chunk, range(group, len(chunk), group))])
             batches.extend(chunk.reshape(-1, batch_size))
         plans.append(np.stack(batches)[rng.permutation(spe)])
     return np.concatenate(plans)
@@ -106,17 +128,19 @@ def padding_share(lengths, plan):
 
 
 def training_stream(examples, preprocessor, batch_size, epochs, seed, start_step=0,
-                    bucket=True):
+                    bucket=True, bucket_key="pair"):
     """The whole training run as one deterministic stream of batches.
 
     ``examples`` are `Example`s or a `TokenizedPairs` (tokenize once, reuse across
     resumes). Batch ``k`` is the same in every run of the same seed, so a resumed
-    run starts at ``start_step`` with the same data. Yields `(features, labels)`;
-    features as `BertPairPreprocessor.__call__`.
+    run starts at ``start_step`` with the same data. ``bucket_key``: ``pair`` for a
+    model that reads the packed pair, ``texts`` for one that reads x and y apart.
+    Yields `(features, labels)`; features as `BertPairPreprocessor.__call__`.
     """
     pairs = (examples if isinstance(examples, TokenizedPairs)
              else TokenizedPairs.from_examples(examples, preprocessor))
-    plan = batch_plan(pairs.lengths, batch_size, epochs, seed, bucket)[start_step:]
+    plan = batch_plan(pairs.sort_lengths(bucket_key), batch_size, epochs, seed,
+                      bucket)[start_step:]
     a, b, labels = pairs.a, pairs.b, tf.constant(pairs.labels)
 
     def make(indices):

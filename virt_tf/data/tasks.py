@@ -16,7 +16,7 @@ from typing import Callable, Optional, Sequence
 csv.field_size_limit(sys.maxsize)
 
 
-from virt_tf.errors import DataError  # noqa: E402,F401
+from virt_tf.errors import ConfigError, DataError  # noqa: E402,F401
 
 
 @dataclasses.dataclass(frozen=True)
@@ -339,7 +339,7 @@ def read_split(task, data_dir, split, skip_bad_rows=False, stats=None):
 def hold_out(examples, fraction=0.1, seed=0):
     """Seeded split of train into (train, tune) with ``fraction`` held out (paper 4.3.2)."""
     if not 0.0 <= fraction < 1.0:
-        raise ValueError(f"tune fraction must be in [0, 1), got {fraction}")
+        raise ConfigError(f"tune fraction must be in [0, 1), got {fraction}")
     order = list(range(len(examples)))
     random.Random(seed).shuffle(order)
     n_tune = int(round(fraction * len(examples)))

@@ -13,6 +13,8 @@ The model only ever sees ids: no tensorflow-text op enters a model graph.
 import tensorflow as tf
 import tensorflow_text as tf_text
 
+from virt_tf.errors import DataError
+
 
 def read_vocab(vocab_file):
     with tf.io.gfile.GFile(vocab_file) as f:
@@ -38,7 +40,7 @@ class BertPairPreprocessor(tf.Module):
         vocab = read_vocab(vocab_file)
         for token in ("[CLS]", "[SEP]", "[UNK]", "[PAD]"):
             if token not in vocab:
-                raise ValueError(f"{vocab_file}: vocabulary has no {token}")
+                raise DataError(f"{vocab_file}: vocabulary has no {token}")
         self.vocab_size = len(vocab)
         self.cls_id = vocab.index("[CLS]")
         self.sep_id = vocab.index("[SEP]")

@@ -21,7 +21,7 @@ class DeformerClassifier(DualEncoderClassifier):
     """
 
     def __init__(self, encoder_config, num_labels, joint_layers=1, dropout_rate=0.1,
-                 stack_texts=True, head=None, **kwargs):
+                 stack_texts=False, head=None, **kwargs):
         del head  # the upper encoder layers are this model's head
         EncoderClassifier.__init__(self, encoder_config, num_labels, dropout_rate, **kwargs)
         layers = self.encoder_config.num_hidden_layers

@@ -42,10 +42,12 @@ class DualEncoderClassifier(EncoderClassifier):
     (Siamese BERT, "w/o VIRT-A"), `DiPairHead`, `PolyEncoderHead`.
 
     x's states never depend on y (the Siamese property): ``encode`` is the
-    offline part, ``score`` (the head) the online part. In training both texts
-    go through the encoder in one call, padded to one length and stacked
-    along the batch (``stack_texts``); padding is masked, so the states equal
-    those of two separate calls.
+    offline part, ``score`` (the head) the online part. ``stack_texts=True``
+    runs both texts through the encoder in one call, padded to one length and
+    stacked along the batch (padding is masked, so the states equal those of two
+    calls); it is off by default: on MNLI-like pairs (long premise, short
+    hypothesis) the padding of y to x's length costs more than the second call
+    (tools/benchmark_speed.py).
 
     Input: the ``text_a`` and ``text_b`` packings (dicts of `[batch, seq]` ids).
     Output: logits `[batch, num_labels]`.
@@ -54,7 +56,7 @@ class DualEncoderClassifier(EncoderClassifier):
     input_packings = ("text_a", "text_b")
 
     def __init__(self, encoder_config, num_labels, head=None, dropout_rate=0.1,
-                 stack_texts=True, **kwargs):
+                 stack_texts=False, **kwargs):
         super().__init__(encoder_config, num_labels, dropout_rate, **kwargs)
         self._make_encoder()
         if head is None:

@@ -1,0 +1,90 @@
+"""A resume refuses every changed setting that changes the result, naming it and both values."""
+import os
+
+import pytest
+
+from virt_tf.data.tasks import Example, get_task
+
+A = ["the cat sat on the mat", "a dog runs fast", "the red car is not big", "a tree is green",
+     "the house is small", "a blue car runs slow", "the green tree is big", "a small dog"]
+B = ["a cat sat", "the dog is slow", "a big red car", "the tree is not green",
+     "a small house", "the car runs fast", "a tree", "the dog is big"]
+
+
+def _data(flip=False):
+    train = [Example(a, b, (i + int(flip)) % 2) for i, (a, b) in enumerate(zip(A, B))]
+    return {"task": get_task("rte"), "train": train, "tune": [], "eval": train[:4]}
+
+
+def _cfg(**changes):
+    from virt_tf.config import load_config, preset
+    from virt_tf.modeling.encoder import EncoderConfig
+    cfg = load_config("rte", "virt", overrides={"epochs": 1, "batch_size": 4,
+                                                "max_seq_length": 32, "virt_alpha": 0.5,
+                                                "checkpoint_steps": 1})
+    cfg["encoder_config"] = EncoderConfig.from_dict(preset("tiny"))
+    cfg.update(changes)
+    return cfg
+
+
+def _teacher(seed):
+    import keras
+    from virt_tf.models.registry import build_classifier, build_now
+    keras.utils.set_random_seed(seed)
+    return build_now(build_classifier("cross", _cfg()["encoder_config"], 2))
+
+
+def _prep(vocab_file, length=32):
+    from virt_tf.data.tokenization import BertPairPreprocessor
+    return BertPairPreprocessor(vocab_file, True, length)
+
+
+@pytest.fixture(scope="module")
+def stage(tmp_path_factory, vocab_file):
+    """A finished VIRT stage whose metrics.json is removed: its checkpoints can be resumed."""
+    from virt_tf import training
+    directory = str(tmp_path_factory.mktemp("stage") / "virt")
+    teacher = _teacher(0)
+    training.run_stage("virt", directory, _cfg(), _data(), None, _prep(vocab_file), teacher,
+                       verbose=0)
+    os.remove(os.path.join(directory, training.METRICS_FILE))
+    return directory, teacher
+
+
+CHANGES = {
+    "learning rate": (dict(learning_rate=1e-4), {}, "learning_rate 5e-05 -> 0.0001"),
+    "alpha": (dict(virt_alpha=2.0), {}, "virt_alpha 0.5 -> 2.0"),
+    "max_seq_length": (dict(max_seq_length=24), {"length": 24}, "max_seq_length 32 -> 24"),
+    "model option": (dict(fusion="code"), {}, "fusion 'paper' -> 'code'"),
+    "precision": (dict(precision="mixed_bfloat16"), {},
+                  "precision 'float32' -> 'mixed_bfloat16'"),
+    "data": ({}, {"flip": True}, "train_data '"),
+    "teacher": ({}, {"teacher_seed": 1}, "teacher '"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CHANGES))
+def test_resume_refuses_a_changed_setting(stage, vocab_file, name):
+    from virt_tf import training
+    from virt_tf.errors import StageError
+    directory, teacher = stage
+    changes, other, expected = CHANGES[name]
+    if "teacher_seed" in other:
+        teacher = _teacher(other["teacher_seed"])
+    with pytest.raises(StageError) as info:
+        training.run_stage("virt", directory, _cfg(**changes), _data(other.get("flip", False)),
+                           None, _prep(vocab_file, other.get("length", 32)), teacher, verbose=0)
+    message = str(info.value)
+    assert "different setting" in message and expected in message, message
+    assert message.count("->") == 1, message  # only the changed setting is named
+
+
+def test_resume_with_the_same_settings_finishes(stage, vocab_file):
+    """The same settings resume (nothing is refused), and a setting that does not change the
+    result (how often checkpoints are written) may change."""
+    from virt_tf import training
+    directory, teacher = stage
+    _, metrics = training.run_stage("virt", directory, _cfg(checkpoint_steps=7), _data(), None,
+                                    _prep(vocab_file), teacher, verbose=0)
+    assert metrics["total_steps"] == 2 and os.path.exists(
+        os.path.join(directory, training.METRICS_FILE))
