@@ -66,6 +66,10 @@ def define_flags():
     flags.DEFINE_bool("jit_compile", False, "XLA for the train step.")
     flags.DEFINE_bool("stack_texts", False, "Siamese models: x and y in one encoder call "
                       "(stacked along the batch) in the new settings.")
+    flags.DEFINE_integer("mirrored_cpu_devices", 0, "Also time --mirrored_models under a "
+                         "MirroredStrategy over this many logical CPU devices (same process, "
+                         "same global batch): the tf.distribute overhead on this CPU.")
+    flags.DEFINE_list("mirrored_models", ["virt"], "Models for --mirrored_cpu_devices.")
     flags.DEFINE_bool("include_before", True, "Also time the path before the speed levers "
                       "(float32, random batches tokenized every step, two encoder calls).")
     flags.DEFINE_string("baseline_json", None, "An earlier --output: print new / before.")
@@ -116,7 +120,7 @@ def legacy_stream(examples, preprocessor, batch_size, epochs, seed):
 
 def train_speed(model_name, precision, bucket, examples, encoder_config, pretrained,
                 preprocessor, steps, warmup, batch_size, jit_compile=False, legacy=None,
-                stack_texts=False):
+                stack_texts=False, strategy=None):
     """Seconds per step of ``steps`` timed train steps of ``model_name`` (after ``warmup``).
 
     ``legacy`` (the training `Example`s) measures the path before the speed levers:
@@ -141,7 +145,9 @@ def train_speed(model_name, precision, bucket, examples, encoder_config, pretrai
         precision, bucket = "float32", False
     num_labels = int(pairs.labels.max()) + 1
     total = warmup + steps
-    with precision_scope(precision):
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    strategy = strategy or tf.distribute.get_strategy()
+    with precision_scope(precision), strategy.scope():
         def build(name):
             clf = build_now(build_classifier(name, encoder_config, num_labels, {}))
             if pretrained is not None:
@@ -159,16 +165,22 @@ def train_speed(model_name, precision, bucket, examples, encoder_config, pretrai
     epochs = max(1, -(-total * batch_size // len(pairs)))
     key = "pair" if "pair" in student.input_packings else "texts"  # as training does
     plan = batch_plan(pairs.sort_lengths(key), batch_size, epochs, 0, bucket)[:total]
-    stream = (legacy_stream(legacy, preprocessor, batch_size, epochs, 0) if legacy is not None
-              else training_stream(pairs, preprocessor, batch_size, epochs, 0, bucket=bucket,
-                                   bucket_key=key))
+    if legacy is not None:
+        stream = legacy_stream(legacy, preprocessor, batch_size, epochs, 0)
+    elif strategy.num_replicas_in_sync > 1:
+        from virt_tf.distribute import distributed_stream  # pylint: disable=import-outside-toplevel
+        stream = distributed_stream(strategy, pairs, preprocessor, plan)
+    else:
+        stream = training_stream(pairs, preprocessor, batch_size, epochs, 0, bucket=bucket,
+                                 bucket_key=key)
     timer = StepTimer()
-    model.fit(stream.take(total), epochs=1, steps_per_epoch=total, verbose=0,
-              callbacks=[timer])
+    model.fit(stream if strategy.num_replicas_in_sync > 1 else stream.take(total), epochs=1,
+              steps_per_epoch=total, verbose=0, callbacks=[timer])
     timed = timer.times[warmup:]
     mean = statistics.fmean(timed)
     return {"model": model_name, "precision": precision, "buckets": bool(bucket),
             "setting": "before" if legacy is not None else "new",
+            "replicas": strategy.num_replicas_in_sync,
             "seconds_per_step": round(mean, 4),
             "median_seconds_per_step": round(statistics.median(timed), 4),
             "pairs_per_second": round(batch_size / mean, 2),
@@ -246,6 +258,12 @@ def ratios(results):
         if model in before:
             out[f"{model}: pairs/s {tag} / before"] = \
                 r["pairs_per_second"] / before[model]["pairs_per_second"]
+    dist = {(r["model"], r["replicas"]): r for r in results.get("distribution", [])}
+    for (model, replicas), r in dist.items():
+        one = dist.get((model, 1))
+        if replicas > 1 and one:
+            out[f"{model}: step with {replicas} mirrored CPU devices / one device"] = \
+                r["seconds_per_step"] / one["seconds_per_step"]
     enc = {r["precision"]: r for r in results.get("encode", [])}
     if "float32" in enc and "mixed_bfloat16" in enc:
         out["encode: bfloat16 / float32 texts/s"] = (enc["mixed_bfloat16"]["texts_per_second"]
@@ -289,6 +307,10 @@ def format_report(results):
                      f"{'bucketed' if r['buckets'] else 'random':<10}"
                      f"{r['seconds_per_step']:>8.3f}{r['pairs_per_second']:>9.1f}"
                      f"{100 * r['padding_share']:>8.1f}%{r['mean_pair_positions']:>11.1f}")
+    for r in results.get("distribution", []):
+        lines.append(f"{r['model']:<9}{'x' + str(r['replicas']):<8}{r['precision']:<16}"
+                     f"{'bucketed':<10}{r['seconds_per_step']:>8.3f}{r['pairs_per_second']:>9.1f}"
+                     f"{100 * r['padding_share']:>8.1f}%{r['mean_pair_positions']:>11.1f}")
     if results.get("encode"):
         lines += ["", f"encoding {results['encode'][0]['texts']} texts, batch "
                       f"{results['encode_batch']}:"]
@@ -330,9 +352,13 @@ def run(task_name, data_dir, encoder_preset=None, models=("cross", "siamese", "v
         precisions=("float32", "mixed_bfloat16"), buckets=(False, True), steps=30, warmup=5,
         batch_size=28, max_seq_length=128, max_train_examples=10000, encode_file=None,
         encode_texts=2000, encode_batch=32, jit_compile=False, st_python=None,
-        st_backends=(), include_before=True, st_model=None, stack_texts=False, log=print):
+        st_backends=(), include_before=True, st_model=None, stack_texts=False,
+        mirrored_cpu_devices=0, mirrored_models=("virt",), log=print):
     """The whole benchmark; returns the results dict (see `format_report`)."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from virt_tf.distribute import get_strategy  # pylint: disable=import-outside-toplevel
+    mirrored = (get_strategy("mirrored", cpu_devices=mirrored_cpu_devices)
+                if mirrored_cpu_devices > 1 else None)  # before TensorFlow places anything
     from virt_tf.config import preset  # pylint: disable=import-outside-toplevel
     from virt_tf.data import tasks  # pylint: disable=import-outside-toplevel
     from virt_tf.data.pipeline import TokenizedPairs  # pylint: disable=import-outside-toplevel
@@ -372,6 +398,17 @@ def run(task_name, data_dir, encoder_preset=None, models=("cross", "siamese", "v
                                                     batch_size, jit_compile,
                                                     stack_texts=stack_texts))
                 log(f"  {results['train'][-1]}")
+    if mirrored is not None:
+        precision = "float32"
+        for name in mirrored_models:
+            for strategy in (None, mirrored):
+                log(f"train {name} {precision} buckets=True replicas="
+                    f"{strategy.num_replicas_in_sync if strategy else 1}")
+                r = train_speed(name, precision, True, pairs, config, pretrained, prep, steps,
+                                warmup, batch_size, jit_compile, stack_texts=stack_texts,
+                                strategy=strategy)
+                results.setdefault("distribution", []).append(r)
+                log(f"  {r}")
     if encode_texts and encode_file:
         texts = read_first_column(encode_file, "sentence1", encode_texts)
         for precision in precisions:
@@ -406,6 +443,7 @@ def _main():
                   FLAGS.encode_texts, FLAGS.encode_batch, FLAGS.jit_compile,
                   FLAGS.sentence_transformers_python, FLAGS.st_backends,
                   FLAGS.include_before, FLAGS.st_model, FLAGS.stack_texts,
+                  FLAGS.mirrored_cpu_devices, FLAGS.mirrored_models,
                   log=lambda s: logging.info("%s", s))
     if FLAGS.baseline_json:
         with open(FLAGS.baseline_json, encoding="utf-8") as f:

@@ -46,8 +46,8 @@ DEFAULT_DATA = os.environ.get("VIRT_TF_DATA", os.path.join(os.path.dirname(REPO)
 README_BEGIN, README_END = "<!-- results:begin -->", "<!-- results:end -->"
 # The quick grid of the README's main job: the main comparison on an MNLI subset.
 QUICK = {"tasks": ["mnli"], "rows": ["teacher", "siamese", "virt"], "seeds": [0],
-         "max_train_examples": 4000, "max_eval_examples": 2000, "epochs": 2,
-         "lr_grid": [5e-5]}
+         "max_train_examples": 2500, "max_eval_examples": 1000, "max_tune_examples": 500,
+         "epochs": 2, "lr_grid": [5e-5]}
 
 
 def define_flags():
@@ -61,7 +61,7 @@ def define_flags():
     flags.DEFINE_integer("max_train_examples", None, "Use the first N training pairs.")
     flags.DEFINE_integer("max_eval_examples", None, "Score the first N evaluation pairs.")
     flags.DEFINE_bool("quick", False, "The README's main job: teacher, fair Siamese and "
-                      "VIRT-encoder on 4000 MNLI pairs, 2 epochs, 2000 dev pairs, one seed.")
+                      "VIRT-encoder on 2500 MNLI pairs, 2 epochs, 1000 dev pairs, one seed.")
     flags.DEFINE_list("train_flags", [], "Extra flags for every cell, e.g. --precision=float32.")
     flags.DEFINE_bool("plan", False, "Print the cells and the time estimate, run nothing.")
     flags.DEFINE_bool("report_only", False, "Write the report from finished cells only.")
@@ -567,8 +567,10 @@ def _main():
         lr_grid, epochs = QUICK["lr_grid"], epochs or QUICK["epochs"]
         max_train = max_train or QUICK["max_train_examples"]
         max_eval = max_eval or QUICK["max_eval_examples"]
+        extra_flags = [f"--max_tune_examples={QUICK['max_tune_examples']}"]
     if "teacher" not in rows:
         rows = ["teacher"] + list(rows)
+    extra_flags = list(FLAGS.train_flags) + (extra_flags if FLAGS.quick else [])
     output = os.path.abspath(FLAGS.output)
     os.makedirs(output, exist_ok=True)
     cells = plan_cells(grid, tasks, rows, seeds, lr_grid)
@@ -585,13 +587,13 @@ def _main():
         print(f"{len(cells)} cells, about {total / 3600:.1f} h left")
         return 0
     failed = [] if FLAGS.report_only else run_grid(
-        cells, grid, output, FLAGS.data_root, FLAGS.train_flags, max_train, max_eval, epochs)
+        cells, grid, output, FLAGS.data_root, extra_flags, max_train, max_eval, epochs)
     cells = [resolve(c, cells, read_results(output, cells)) or c for c in cells]
     summary = summarize(cells, grid, output)
     summary["command"] = " ".join(["python", "tools/reproduce.py"] + sys.argv[1:])
     summary["settings"] = {"tasks": tasks, "rows": rows, "seeds": seeds, "lr_grid": lr_grid,
                            "max_train_examples": max_train, "max_eval_examples": max_eval,
-                           "epochs": epochs, "train_flags": FLAGS.train_flags}
+                           "epochs": epochs, "train_flags": extra_flags}
     plots = make_plots(summary, grid, output, None)
     if FLAGS.alignment:
         summary["alignment"] = alignment(summary, output, FLAGS.data_root, grid)

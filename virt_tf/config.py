@@ -108,7 +108,7 @@ def validate(cfg):
     for name, allowed in choices.items():
         if cfg.get(name) not in allowed:
             raise ConfigError(f"{name} must be one of {allowed}, got {cfg.get(name)!r}")
-    for name in ("max_train_examples", "max_eval_examples"):
+    for name in ("max_train_examples", "max_eval_examples", "max_tune_examples"):
         if cfg.get(name) is not None:
             positive(name, int)
     return cfg

@@ -89,6 +89,8 @@ flags.DEFINE_string("debug_worker_weights", None, "Testing only: every worker wr
 flags.DEFINE_integer("max_train_examples", None, "Use the first N training examples "
                      "(after the tuning hold-out).")
 flags.DEFINE_integer("max_eval_examples", None, "Score the first N evaluation examples.")
+flags.DEFINE_integer("max_tune_examples", None, "Use the first N pairs of the tune split "
+                     "(per-epoch validation and epoch choice; quick runs).")
 flags.DEFINE_float("tune_fraction", None, "Share of train held out for tuning (paper: 0.1).")
 flags.DEFINE_string("eval_split", None, "dev (default), dev_matched, dev_mismatched, or tune "
                     "(the held-out share of train, for hyper-parameter sweeps).")
@@ -107,7 +109,7 @@ flags.DEFINE_integer("debug_nan_at_step", None, "Testing only: make the loss of 
 OVERRIDABLE = ("epochs", "teacher_epochs", "learning_rate", "batch_size", "warmup_ratio",
                "max_seq_length", "seed", "virt_alpha", "virt_head", "fusion", "pool_padding",
                "virt_norm", "logit_beta", "temperature", "task_weight", "max_train_examples",
-               "max_eval_examples", "tune_fraction", "eval_split", "checkpoint_steps",
+               "max_eval_examples", "max_tune_examples", "tune_fraction", "eval_split", "checkpoint_steps",
                "deformer_joint_layers", "dipair_x_tokens", "dipair_y_tokens", "poly_codes",
                "poly_first_m", "precision", "length_buckets", "jit_compile", "select_epoch",
                "dropout_rate")
@@ -134,6 +136,8 @@ def load_data(cfg, task):
     train, tune = tasks.hold_out(train_all, cfg["tune_fraction"], seed=cfg["seed"])
     if cfg["max_train_examples"]:
         train = train[: cfg["max_train_examples"]]
+    if cfg.get("max_tune_examples"):
+        tune = tune[: cfg["max_tune_examples"]]
     if cfg["eval_split"] == "tune":
         evaluation = tune
     else:

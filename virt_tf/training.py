@@ -198,7 +198,7 @@ def write_json(path, obj):
 
 
 # Run options that do not change what a stage computes: a resume may change them.
-RESUME_FREE = {"checkpoint_steps", "max_eval_examples", "eval_split", "epochs_note"}
+RESUME_FREE = {"checkpoint_steps", "max_eval_examples", "eval_split"}
 
 
 @contextlib.contextmanager
