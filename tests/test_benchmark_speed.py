@@ -28,9 +28,17 @@ def test_quick_mode_reports_steps_ratios_and_padding(tmp_path, shared_data):
         assert r["steps"] == 3 and r["seconds_per_step"] > 0
         assert abs(r["pairs_per_second"] * r["seconds_per_step"] / 28 - 1) < 1e-3
     # length buckets cut the padding of the same pairs (real MNLI lengths)
-    pad = {(r["model"], r["precision"], r["buckets"]): r["padding_share"]
+    new = {(r["model"], r["precision"], r["buckets"]): r
            for r in train if r["setting"] == "new"}
-    assert pad[("virt", "float32", True)] < 0.5 * pad[("virt", "float32", False)]
+    # the cross-encoder's batches are sorted by the pair's length ...
+    assert (new[("cross", "float32", True)]["padding_share"]
+            < 0.5 * new[("cross", "float32", False)]["padding_share"])
+    # ... the Siamese models' by x's, then y's in groups of batches: less padding in both, and
+    # the positions x and y run through drop
+    virt_b, virt_r = new[("virt", "float32", True)], new[("virt", "float32", False)]
+    assert virt_b["padding_share_x"] < 0.7 * virt_r["padding_share_x"]
+    assert virt_b["padding_share_y"] < virt_r["padding_share_y"]
+    assert virt_b["mean_x_plus_y_positions"] < virt_r["mean_x_plus_y_positions"]
     assert [r["precision"] for r in results["encode"]] == ["float32", "mixed_bfloat16"]
     assert all(r["texts"] == 40 and r["texts_per_second"] > 0 for r in results["encode"])
     ratios = results["ratios"]

@@ -99,21 +99,32 @@ def distributed_stream(strategy, pairs, preprocessor, plan):
 
     ``pairs`` is a `TokenizedPairs`; ``plan`` the global batches' example indices
     (`batch_plan`, from the resumed step on). Each input pipeline (one per worker)
-    builds only the slices of its own replicas: the data is sharded explicitly
-    (no tf.data auto-sharding), in the same order as on one device.
+    yields only the slices of its own replicas: the data is sharded explicitly
+    (no tf.data auto-sharding), in the same order as on one device. Every slice
+    of a global batch is padded to that global batch's longest member, as one
+    device would pad it: all replicas see the same shapes (Keras' first-batch
+    build reduces a batch across replicas and needs them equal), and padding
+    never depends on the number of replicas.
     """
     replicas = strategy.num_replicas_in_sync
+    steps, batch = plan.shape
+    replica_slices(plan[:1], replicas, 0, replicas)  # checks that the batch splits
+    per = batch // replicas
     a, b, labels = pairs.a, pairs.b, tf.constant(pairs.labels)
 
-    def make(indices):
-        return preprocessor.pack(tf.gather(a, indices), tf.gather(b, indices)), \
-            tf.gather(labels, indices)
+    def make(indices, replica):
+        packed = preprocessor.pack(tf.gather(a, indices), tf.gather(b, indices))
+        rows = tf.range(replica * per, (replica + 1) * per)
+        return (tf.nest.map_structure(lambda t: tf.gather(t, rows), packed),
+                tf.gather(labels, tf.gather(indices, rows)))
 
     def dataset_fn(context):
-        pipelines = context.num_input_pipelines
-        local = replicas // pipelines
-        rows = replica_slices(plan, replicas, context.input_pipeline_id * local, local)
-        ds = tf.data.Dataset.from_tensor_slices(rows.astype(np.int64))
+        local = replicas // context.num_input_pipelines
+        first = context.input_pipeline_id * local
+        # step k's global batch once for each local replica, in replica order
+        global_rows = np.repeat(plan.astype(np.int64), local, axis=0)
+        replica = np.tile(np.arange(first, first + local, dtype=np.int64), steps)
+        ds = tf.data.Dataset.from_tensor_slices((global_rows, replica))
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = \
             tf.data.experimental.AutoShardPolicy.OFF

@@ -50,6 +50,21 @@ class VirtModel(keras.Model):
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.term_trackers = [keras.metrics.Mean(name=t.name) for t in terms]
         self.accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+        # built networks make a built wrapper: Keras then skips its symbolic build
+        # from a first batch (under a strategy that build averages the replicas' inputs)
+        self.built = bool(student.built and (self.teacher is None or self.teacher.built))
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras (3.x, TensorFlow backend) builds a model under a strategy from a first
+        # batch reduced across replicas: int ids averaged to floats, and under
+        # MultiWorkerMirroredStrategy a nested batch it cannot reduce at all. Built
+        # networks need only the optimizer's slots.
+        if not self.built:
+            return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+        if self.optimizer is not None and not self.optimizer.built:
+            with self.distribute_strategy.scope():
+                self.optimizer.build(self.trainable_variables)
+        return None
 
     @property
     def metrics(self):
@@ -96,7 +111,7 @@ class VirtModel(keras.Model):
         for term, tracker in zip(self.terms, self.term_trackers):
             tracker.update_state(losses[term.name])
         self.accuracy.update_state(labels, losses["logits"])
-        return {m.name: m.result() for m in self.metrics}
+        return _logs({m.name: m.result() for m in self.metrics})
 
     def test_step(self, data):
         """The student alone: cross-entropy and accuracy (no teacher at inference)."""
@@ -106,4 +121,14 @@ class VirtModel(keras.Model):
             {"student": {"logits": logits}, "labels": labels}))
         self.loss_tracker.update_state(task)
         self.accuracy.update_state(labels, logits)
-        return {"loss": self.loss_tracker.result(), "accuracy": self.accuracy.result()}
+        return _logs({"loss": self.loss_tracker.result(), "accuracy": self.accuracy.result()})
+
+
+def _logs(values):
+    """A step's logs as Keras reduces them: under a multi-worker strategy Keras (3.x)
+    averages each log across workers along axis 0, so a scalar goes out as `[1]`."""
+    strategy = tf.distribute.get_strategy()
+    if (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+            and strategy.num_replicas_in_sync > len(strategy.extended.worker_devices)):
+        return {k: tf.reshape(v, [1]) for k, v in values.items()}
+    return values
