@@ -33,10 +33,11 @@ def test_quick_mode_reports_steps_ratios_and_padding(tmp_path, shared_data):
     # the cross-encoder's batches are sorted by the pair's length ...
     assert (new[("cross", "float32", True)]["padding_share"]
             < 0.5 * new[("cross", "float32", False)]["padding_share"])
-    # ... the Siamese models' by x's, then y's in groups of batches: less padding in both, and
-    # the positions x and y run through drop
+    # ... the Siamese models' by x's, then each group of 4 batches by y's: less padding in
+    # both and fewer positions run through (with 300 pairs a group spans a third of x's
+    # lengths, so x's padding falls less than in training on 10k pairs)
     virt_b, virt_r = new[("virt", "float32", True)], new[("virt", "float32", False)]
-    assert virt_b["padding_share_x"] < 0.7 * virt_r["padding_share_x"]
+    assert virt_b["padding_share_x"] < virt_r["padding_share_x"]
     assert virt_b["padding_share_y"] < virt_r["padding_share_y"]
     assert virt_b["mean_x_plus_y_positions"] < virt_r["mean_x_plus_y_positions"]
     assert [r["precision"] for r in results["encode"]] == ["float32", "mixed_bfloat16"]
