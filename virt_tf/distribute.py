@@ -102,9 +102,8 @@ def distributed_stream(strategy, pairs, preprocessor, plan):
     yields only the slices of its own replicas: the data is sharded explicitly
     (no tf.data auto-sharding), in the same order as on one device. Every slice
     of a global batch is padded to that global batch's longest member, as one
-    device would pad it: all replicas see the same shapes (Keras' first-batch
-    build reduces a batch across replicas and needs them equal), and padding
-    never depends on the number of replicas.
+    device would pad it: all replicas see the same shapes, and padding never
+    depends on the number of replicas.
     """
     replicas = strategy.num_replicas_in_sync
     steps, batch = plan.shape
