@@ -85,6 +85,31 @@ def test_mirrored_two_devices_match_one_device(single_device, tmp_path, repo_dir
     # the VIRT term itself was trained on both: its logged value is there and equal
     with open(tmp_path / "virt" / "train_log.jsonl", encoding="utf-8") as f:
         assert all(r.get("virt_loss", 0) > 0 for r in map(json.loads, f))
+    _encode_and_score_match_the_loaded_model(tmp_path / "virt", single_device / "virt",
+                                             tmp_path)
+
+
+def _encode_and_score_match_the_loaded_model(trained, reference, tmp_path):
+    """A directory written under a strategy serves as any other: the state cache and
+    online scoring give the loaded model's probabilities (and one device's)."""
+    import virt_tf
+    from virt_tf.encode import encode_file
+    from virt_tf.score import score_file
+
+    texts = {"q1": "a man plays a guitar", "q2": "the cat is asleep on the warm mat",
+             "d1": "someone is making music", "d2": "an animal sleeps"}
+    pairs = [("q1", "d1"), ("q2", "d2"), ("q1", "d2")]
+    (tmp_path / "texts.tsv").write_text(
+        "id\ttext\n" + "".join(f"{k}\t{v}\n" for k, v in texts.items()), encoding="utf-8")
+    (tmp_path / "pairs.tsv").write_text("".join(f"{a}\t{b}\n" for a, b in pairs),
+                                        encoding="utf-8")
+    cache = str(tmp_path / "cache.npz")
+    encode_file(str(trained), str(tmp_path / "texts.tsv"), cache, show_progress=False)
+    _, probs, _ = score_file(str(trained), [cache], str(tmp_path / "pairs.tsv"),
+                             show_progress=False)
+    a, b = [texts[x] for x, _ in pairs], [texts[y] for _, y in pairs]
+    np.testing.assert_allclose(probs, virt_tf.load(str(trained)).predict(a, b), atol=1e-5)
+    np.testing.assert_allclose(probs, virt_tf.load(str(reference)).predict(a, b), atol=1e-4)
 
 
 def _free_ports(n):
