@@ -88,3 +88,35 @@ def test_resume_with_the_same_settings_finishes(stage, vocab_file):
                                     _prep(vocab_file), teacher, verbose=0)
     assert metrics["total_steps"] == 2 and os.path.exists(
         os.path.join(directory, training.METRICS_FILE))
+
+
+def test_a_resumed_run_reports_the_training_time_of_every_session(stage, vocab_file):
+    """train_seconds counts the first session (up to its last checkpoint) too, not only the
+    time since the resume (here the resume has no step left, so nearly all of it is earlier)."""
+    import json
+    from virt_tf import training
+    directory, teacher = stage
+    if os.path.exists(os.path.join(directory, training.METRICS_FILE)):
+        os.remove(os.path.join(directory, training.METRICS_FILE))
+    clock = os.path.join(directory, "checkpoints", training.CLOCK_FILE)
+    with open(clock, encoding="utf-8") as f:
+        saved = json.load(f)
+    assert saved["step"] == 2 and saved["seconds"] > 0.5  # the first session built and trained
+    _, metrics = training.run_stage("virt", directory, _cfg(), _data(), None, _prep(vocab_file),
+                                    teacher, verbose=0)
+    assert saved["seconds"] <= metrics["train_seconds"] < saved["seconds"] + 60
+
+
+def test_train_clock_ignores_a_record_of_another_step(tmp_path):
+    import json
+    from virt_tf.training import TrainClock
+    path = str(tmp_path / "clock.json")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write('{"step": 5, "seconds": 100.0}')
+    assert TrainClock(path, 5).seconds() >= 100.0
+    assert TrainClock(path, 4).seconds() < 100.0  # a record of another step is not this run's
+    assert TrainClock(path, 0).seconds() < 100.0  # a fresh run starts at zero
+    clock = TrainClock(path, 5)
+    clock.record(6)
+    with open(path, encoding="utf-8") as f:
+        assert json.load(f) == {"step": 6, "seconds": pytest.approx(100.0, abs=5)}

@@ -450,9 +450,8 @@ def _main():
             results["versus_baseline"] = versus_baseline(results, json.load(f))
     print(format_report(results))
     if FLAGS.output:
-        os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
-        with open(FLAGS.output, "w", encoding="utf-8") as f:
-            json.dump(results, f, indent=2)
+        from virt_tf.training import write_json  # pylint: disable=import-outside-toplevel
+        write_json(FLAGS.output, results)
         print(f"wrote {FLAGS.output}")
     return 0
 

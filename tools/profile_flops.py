@@ -25,7 +25,6 @@ not depend on them. Defaults are BoolQ-like lengths as in the paper.
 
     python tools/profile_flops.py --encoder=bert_base --output=flops.json
 """
-import json
 import os
 import platform
 import statistics
@@ -314,10 +313,8 @@ def _main():
     results["encoder"] = FLAGS.encoder
     print(format_table(results, FLAGS.encoder))
     if FLAGS.output:
-        folder = os.path.dirname(os.path.abspath(FLAGS.output))
-        os.makedirs(folder, exist_ok=True)
-        with open(FLAGS.output, "w", encoding="utf-8") as f:
-            json.dump(results, f, indent=2)
+        from virt_tf.training import write_json  # pylint: disable=import-outside-toplevel
+        write_json(FLAGS.output, results)
         print(f"wrote {FLAGS.output}")
     return 0
 

@@ -9,9 +9,9 @@ Resume. Every ``checkpoint_steps`` optimizer steps and at each epoch end a
 `tf.train.Checkpoint` is saved with the model weights, the optimizer state
 (``iterations`` and the Adam moments) and the states of the dropout
 `SeedGenerator`s, so a resumed run draws the same dropout masks as an
-uninterrupted one; the data order is a deterministic stream of the seed
-(`training_stream`) restarted at the restored step. A kill during a save never
-breaks the latest checkpoint: TensorFlow writes the data and index files first
+uninterrupted one; the data order is a deterministic plan of the seed
+(`batch_plan`) streamed from the restored step on (`plan_stream`). A kill during a
+save never breaks the latest checkpoint: TensorFlow writes the data and index files first
 and only then replaces the `checkpoint` state file atomically (write to a
 temporary file, rename), and with ``max_to_keep >= 2`` the sweep of old files
 only removes checkpoints older than the one the state file names.
@@ -32,7 +32,7 @@ import tensorflow as tf
 from absl import logging
 
 from virt_tf.data.pipeline import (TokenizedPairs, batch_plan, eval_dataset, padding_share,
-                                   steps_per_epoch, training_stream)
+                                   plan_stream, steps_per_epoch)
 from virt_tf.distribute import distributed_stream, is_chief
 from virt_tf.evaluation import compute_metrics, predict_probs
 from virt_tf.losses import objective_from_config
@@ -52,6 +52,7 @@ from virt_tf.errors import NumericalError, StageError  # noqa: E402,F401
 # Checkpoints kept; must stay >= 2 (see the module docstring).
 MAX_TO_KEEP = 2
 STAGE_FILE = "stage.json"
+CLOCK_FILE = "clock.json"  # training seconds up to the last checkpoint
 
 
 class NanGuard(keras.callbacks.Callback):
@@ -95,13 +96,17 @@ class PoisonWeights(keras.callbacks.Callback):
 
 
 class StepCheckpoint(keras.callbacks.Callback):
-    """Saves a tf.train checkpoint every ``every`` optimizer steps and at each epoch end."""
+    """Saves a tf.train checkpoint every ``every`` optimizer steps and at each epoch end.
 
-    def __init__(self, manager, every, guard):
+    With a ``clock`` (`TrainClock`) it also records the training seconds up to each
+    saved step, so a resumed run reports the time of all its sessions."""
+
+    def __init__(self, manager, every, guard, clock=None):
         super().__init__()
         self.manager = manager
         self.every = every
         self.guard = guard
+        self.clock = clock
         self._last = -1  # step of the last save, not to save twice at an epoch end
 
     def _save(self):
@@ -111,6 +116,8 @@ class StepCheckpoint(keras.callbacks.Callback):
         if step == self._last:
             return
         self.manager.save(checkpoint_number=step)
+        if self.clock is not None:
+            self.clock.record(step)
         self._last = step
 
     def on_train_batch_end(self, batch, logs=None):
@@ -120,6 +127,30 @@ class StepCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self._save()
+
+
+class TrainClock:
+    """Training seconds summed over the sessions of a resumed run.
+
+    ``path`` (a JSON file beside the checkpoints) holds the seconds spent up to the
+    last saved step; a resume starts from them (the steps redone after a kill are
+    counted again: they were spent)."""
+
+    def __init__(self, path, resumed_step):
+        self.path = path
+        self.before = 0.0
+        if resumed_step and os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                saved = json.load(f)
+            if int(saved.get("step", -1)) == int(resumed_step):
+                self.before = float(saved["seconds"])
+        self.start = time.time()
+
+    def seconds(self):
+        return self.before + time.time() - self.start
+
+    def record(self, step):
+        write_json(self.path, {"step": int(step), "seconds": round(self.seconds(), 1)})
 
 
 def make_checkpoint(classifier, optimizer):
@@ -188,7 +219,9 @@ def read_metrics(directory):
 
 
 def write_json(path, obj):
-    """Write ``obj`` atomically: a kill leaves the old file or the new one, never a part."""
+    """Write ``obj`` atomically: a kill leaves the old file or the new one, never a part.
+    Creates the parent folder."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(obj, f, indent=2, sort_keys=True)
@@ -384,7 +417,8 @@ def run_stage(model_name, directory, cfg, data, pretrained, preprocessor, teache
         logging.info("resuming %s at step %d of %d", directory, start, total)
     guard = NanGuard()
     keep_best = KeepBestEpoch(classifier, directory)
-    callbacks = [guard, StepCheckpoint(manager, int(cfg["checkpoint_steps"]), guard)]
+    clock = TrainClock(os.path.join(write_dir, CLOCK_FILE), start)
+    callbacks = [guard, StepCheckpoint(manager, int(cfg["checkpoint_steps"]), guard, clock)]
     if chief:
         callbacks += [TrainLog(os.path.join(directory, TRAIN_LOG), max(1, min(50, spe)), start),
                       keras.callbacks.TensorBoard(os.path.join(directory, "logs"),
@@ -395,7 +429,6 @@ def run_stage(model_name, directory, cfg, data, pretrained, preprocessor, teache
             callbacks.insert(1, keep_best)
     if cfg.get("_debug_nan_at_step"):
         callbacks.insert(0, PoisonWeights(classifier, cfg["_debug_nan_at_step"]))
-    t0 = time.time()
     val = None
     if data.get("tune"):
         val = eval_dataset(data["tune"], preprocessor, 64)[0]
@@ -416,8 +449,7 @@ def run_stage(model_name, directory, cfg, data, pretrained, preprocessor, teache
         if strategy.num_replicas_in_sync > 1 or not chief:
             stream = distributed_stream(strategy, train_pairs, preprocessor, plan[start:])
         else:
-            stream = training_stream(train_pairs, preprocessor, batch_size, epochs, seed,
-                                     start_step=start, bucket=bucket, bucket_key=key)
+            stream = plan_stream(train_pairs, preprocessor, plan[start:])
         model.fit(stream, initial_epoch=epoch, epochs=epoch + 1 if steps != spe else epochs,
                   steps_per_epoch=steps if steps != spe else spe, validation_data=val,
                   callbacks=callbacks, verbose=verbose)
@@ -430,7 +462,7 @@ def run_stage(model_name, directory, cfg, data, pretrained, preprocessor, teache
         if new_start == start:
             raise StageError(f"{directory}: no progress at step {start}")
         start = new_start
-    train_seconds = time.time() - t0
+    train_seconds = clock.seconds()
     if not chief:  # the chief writes the model directory
         shutil.rmtree(write_dir, ignore_errors=True)
         return classifier, {"chief": False, "train_seconds": round(train_seconds, 1)}

@@ -139,8 +139,14 @@ def training_stream(examples, preprocessor, batch_size, epochs, seed, start_step
     """
     pairs = (examples if isinstance(examples, TokenizedPairs)
              else TokenizedPairs.from_examples(examples, preprocessor))
-    plan = batch_plan(pairs.sort_lengths(bucket_key), batch_size, epochs, seed,
-                      bucket)[start_step:]
+    plan = batch_plan(pairs.sort_lengths(bucket_key), batch_size, epochs, seed, bucket)
+    return plan_stream(pairs, preprocessor, plan[start_step:])
+
+
+def plan_stream(pairs, preprocessor, plan):
+    """Batches of `TokenizedPairs` ``pairs``, one per row of ``plan`` (`[steps, batch]`
+    indices, e.g. the rows of `batch_plan` from a resumed step on), packed by
+    ``preprocessor``. Yields `(features, labels)`."""
     a, b, labels = pairs.a, pairs.b, tf.constant(pairs.labels)
 
     def make(indices):

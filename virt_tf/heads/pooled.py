@@ -42,9 +42,13 @@ class PooledFusionHead(PairHead):
         self.classifier.build((None, input_shape[-1]))
         super().build(input_shape)
 
+    def pool(self, states_a, mask_a, states_b, mask_b):
+        """`(u, v)`, each `[batch, d]`: what the fusion classifier reads."""
+        return (masked_mean(states_a, mask_a, self.pool_padding),
+                masked_mean(states_b, mask_b, self.pool_padding))
+
     def logits(self, states_a, mask_a, states_b, mask_b, training=False):
-        u = masked_mean(states_a, mask_a, self.pool_padding)
-        v = masked_mean(states_b, mask_b, self.pool_padding)
+        u, v = self.pool(states_a, mask_a, states_b, mask_b)
         return self.classifier(u, v, training=training)
 
     def get_config(self):

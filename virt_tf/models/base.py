@@ -3,6 +3,7 @@ the capabilities it declares (read by training, serving, caching and profiling).
 import keras
 
 from virt_tf.modeling.encoder import BertEncoder, EncoderConfig
+from virt_tf.modeling.layers.pooling import masked_mean
 from virt_tf.models.inputs import dummy_features
 
 SIGNATURES_OFFLINE = ("encode", "score", "serving_default")
@@ -46,6 +47,19 @@ class EncoderClassifier(keras.Model):
     def _make_encoder(self):
         """The shared encoder; subclasses call this where their layer order wants it."""
         self.encoder = BertEncoder(self.encoder_config, name="encoder")
+
+    def _make_pooled_classifier(self):
+        """Dropout and a linear classifier over mean-pooled joint states (`pooled_logits`)."""
+        self.dropout = keras.layers.Dropout(self.dropout_rate)
+        self.classifier = keras.layers.Dense(
+            self.num_labels, name="classifier",
+            kernel_initializer=keras.initializers.TruncatedNormal(
+                stddev=self.encoder_config.initializer_range))
+
+    def pooled_logits(self, states, mask, training=False):
+        """Logits `[batch, num_labels]` from the mean of ``states`` `[batch, seq, d]` over
+        the valid positions of ``mask`` `[batch, seq]`."""
+        return self.classifier(self.dropout(masked_mean(states, mask), training=training))
 
     def forward(self, features, training=False):
         raise NotImplementedError

@@ -1,7 +1,6 @@
 """The interaction-based teacher: BERT over `[CLS] x [SEP] y [SEP]`, mean pooling, classifier."""
 import keras
 
-from virt_tf.modeling.layers.pooling import masked_mean
 from virt_tf.models.base import EncoderClassifier
 
 
@@ -16,17 +15,13 @@ class CrossEncoderClassifier(EncoderClassifier):
     def __init__(self, encoder_config, num_labels, dropout_rate=0.1, **kwargs):
         super().__init__(encoder_config, num_labels, dropout_rate, **kwargs)
         self._make_encoder()
-        self.dropout = keras.layers.Dropout(dropout_rate)
-        self.classifier = keras.layers.Dense(
-            num_labels, name="classifier",
-            kernel_initializer=keras.initializers.TruncatedNormal(
-                stddev=self.encoder_config.initializer_range))
+        self._make_pooled_classifier()
 
     def forward(self, features, training=False, return_scores=False, return_qk=False):
         pair = features["pair"]
         out = self.encoder(pair, training=training, return_scores=return_scores,
                            return_qk=return_qk)
-        pooled = masked_mean(out["sequence_output"], pair["input_mask"])
-        out["logits"] = self.classifier(self.dropout(pooled, training=training))
+        out["logits"] = self.pooled_logits(out["sequence_output"], pair["input_mask"],
+                                           training=training)
         return out
 

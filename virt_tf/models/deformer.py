@@ -2,7 +2,6 @@
 import keras
 import tensorflow as tf
 
-from virt_tf.modeling.layers.pooling import masked_mean
 from virt_tf.models.base import EncoderClassifier
 from virt_tf.models.dual import DualEncoderClassifier
 
@@ -31,11 +30,7 @@ class DeformerClassifier(DualEncoderClassifier):
         self.joint_layers = int(joint_layers)
         self.stack_texts = bool(stack_texts)
         self._make_encoder()
-        self.dropout = keras.layers.Dropout(dropout_rate)
-        self.classifier = keras.layers.Dense(
-            num_labels, name="classifier",
-            kernel_initializer=keras.initializers.TruncatedNormal(
-                stddev=self.encoder_config.initializer_range))
+        self._make_pooled_classifier()
 
     @property
     def separate_layers(self):
@@ -48,8 +43,7 @@ class DeformerClassifier(DualEncoderClassifier):
         mask = tf.concat([mask_a, mask_b[:, 1:]], axis=1)
         out = self.encoder.run_layers(hidden, mask, self.separate_layers, None,
                                       training=training)["sequence_output"]
-        pooled = masked_mean(out, mask)
-        return self.classifier(self.dropout(pooled, training=training))
+        return self.pooled_logits(out, mask, training=training)
 
     def get_config(self):
         return dict(EncoderClassifier.get_config(self), joint_layers=self.joint_layers,
