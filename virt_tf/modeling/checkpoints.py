@@ -124,85 +124,70 @@ def assign_weights(encoder, weights, source="checkpoint"):
 
 
 # ----------------------------------------------------------------------------- readers
-_LN = {"weight": "gamma", "gamma": "gamma", "bias": "beta", "beta": "beta"}
+# Google BERT's per-layer variable scopes -> this package's names (the kind is appended).
+_BERT_LAYER_PARTS = {
+    "attention/self/query": "attention/query_", "attention/self/key": "attention/key_",
+    "attention/self/value": "attention/value_", "attention/output/dense": "attention/output_",
+    "intermediate/dense": "intermediate/", "output/dense": "output/",
+    "attention/output/LayerNorm": "attention_layer_norm/", "output/LayerNorm": "output_layer_norm/",
+}
+_EMBEDDING_KINDS = {"word": "word", "position": "position", "token_type": "type"}
 
 
-def _hf_to_canonical(tensors, source):
+def _bert_name_to_canonical(name):
+    """Canonical name of a variable in Google BERT's layout, or None.
+
+    `name` has BERT's TF1 form without the `bert/` scope, e.g.
+    `encoder/layer_3/attention/self/query/kernel` or `embeddings/LayerNorm/gamma`.
+    Both the TF1 reader and the Hugging Face reader (after renaming) go through here.
+    """
+    m = re.fullmatch(r"embeddings/(word|position|token_type)_embeddings", name)
+    if m:
+        return f"embeddings/{_EMBEDDING_KINDS[m.group(1)]}_embeddings"
+    m = re.fullmatch(r"embeddings/LayerNorm/(gamma|beta)", name)
+    if m:
+        return "embeddings/layer_norm/" + m.group(1)
+    m = re.fullmatch(r"encoder/layer_(\d+)/(.+)/(kernel|bias|gamma|beta)", name)
+    if not m or m.group(2) not in _BERT_LAYER_PARTS:
+        return None
+    return f"layer_{m.group(1)}/{_BERT_LAYER_PARTS[m.group(2)]}{m.group(3)}"
+
+
+def _put(out, name, key, value):
+    out[_bert_name_to_canonical(name) or "<unknown>/" + key] = value
+
+
+_HF_LN = {"weight": "gamma", "bias": "beta"}
+
+
+def _hf_to_canonical(tensors):
+    """Hugging Face `BertModel` tensors: `.`-separated, `[out, in]` dense weights."""
     out = {}
     for key, value in tensors.items():
         name = key[5:] if key.startswith("bert.") else key
         if name == "embeddings.position_ids" or name.startswith(("pooler.", "cls.")):
             continue
-        m = re.fullmatch(r"embeddings\.(word|position|token_type)_embeddings\.weight", name)
-        if m:
-            kind = {"word": "word", "position": "position", "token_type": "type"}[m.group(1)]
-            out[f"embeddings/{kind}_embeddings"] = value
-            continue
-        m = re.fullmatch(r"embeddings\.LayerNorm\.(weight|bias|gamma|beta)", name)
-        if m:
-            out["embeddings/layer_norm/" + _LN[m.group(1)]] = value
-            continue
-        m = re.fullmatch(r"encoder\.layer\.(\d+)\.(.+)\.(weight|bias|gamma|beta)", name)
-        if not m:
-            out["<unknown>/" + key] = value
-            continue
-        l, mid, kind = m.groups()
-        p = f"layer_{l}/"
-        dense = {"attention.self.query": "attention/query", "attention.self.key": "attention/key",
-                 "attention.self.value": "attention/value",
-                 "attention.output.dense": "attention/output"}
-        if mid in dense:
-            suffix = "_kernel" if kind == "weight" else "_bias"
-            out[p + dense[mid] + suffix] = value.T if kind == "weight" else value
-        elif mid in ("intermediate.dense", "output.dense"):
-            base = mid.split(".")[0]
-            out[p + base + ("/kernel" if kind == "weight" else "/bias")] = (
-                value.T if kind == "weight" else value)
-        elif mid in ("attention.output.LayerNorm", "output.LayerNorm"):
-            ln = "attention_layer_norm" if mid.startswith("attention") else "output_layer_norm"
-            out[p + ln + "/" + _LN[kind]] = value
-        else:
-            out["<unknown>/" + key] = value
-    del source
+        name = re.sub(r"^encoder\.layer\.(\d+)\.", r"encoder.layer_\1.", name).replace(".", "/")
+        scope, _, kind = name.rpartition("/")
+        if scope.endswith("LayerNorm"):
+            name = scope + "/" + _HF_LN.get(kind, kind)
+        elif scope.endswith("_embeddings") and kind == "weight":
+            name = scope
+        elif kind == "weight":
+            name, value = scope + "/kernel", value.T
+        _put(out, name, key, value)
     return out
 
 
 def _tf1_to_canonical(reader, names):
+    """Original Google BERT TF1 checkpoint variables (pre-training heads and Adam slots skipped)."""
     out = {}
     for key in names:
         if (key.startswith(("cls/", "bert/pooler/")) or key in ("global_step", "output_weights",
                                                                  "output_bias")
                 or key.endswith(("adam_m", "adam_v"))):
             continue
-        name = key[5:] if key.startswith("bert/") else key
-        value = reader.get_tensor(key)
-        m = re.fullmatch(r"embeddings/(word|position|token_type)_embeddings", name)
-        if m:
-            kind = {"word": "word", "position": "position", "token_type": "type"}[m.group(1)]
-            out[f"embeddings/{kind}_embeddings"] = value
-            continue
-        m = re.fullmatch(r"embeddings/LayerNorm/(gamma|beta)", name)
-        if m:
-            out["embeddings/layer_norm/" + m.group(1)] = value
-            continue
-        m = re.fullmatch(r"encoder/layer_(\d+)/(.+)/(kernel|bias|gamma|beta)", name)
-        if not m:
-            out["<unknown>/" + key] = value
-            continue
-        l, mid, kind = m.groups()
-        p = f"layer_{l}/"
-        dense = {"attention/self/query": "attention/query", "attention/self/key": "attention/key",
-                 "attention/self/value": "attention/value",
-                 "attention/output/dense": "attention/output"}
-        if mid in dense:
-            out[p + dense[mid] + "_" + kind] = value
-        elif mid in ("intermediate/dense", "output/dense"):
-            out[p + mid.split("/")[0] + "/" + kind] = value
-        elif mid in ("attention/output/LayerNorm", "output/LayerNorm"):
-            ln = "attention_layer_norm" if mid.startswith("attention") else "output_layer_norm"
-            out[p + ln + "/" + kind] = value
-        else:
-            out["<unknown>/" + key] = value
+        _put(out, key[5:] if key.startswith("bert/") else key, key, reader.get_tensor(key))
     return out
 
 
@@ -370,7 +355,7 @@ def read_pretrained(path=None, lower_case=None):
     try:
         if fmt == "hf":
             from safetensors.numpy import load_file  # pylint: disable=import-outside-toplevel
-            weights = _hf_to_canonical(load_file(os.path.join(path, "model.safetensors")), path)
+            weights = _hf_to_canonical(load_file(os.path.join(path, "model.safetensors")))
         elif fmt == "tf1":
             prefix = checkpoint_prefix(path)
             reader = tf.train.load_checkpoint(prefix)
