@@ -32,3 +32,8 @@ def test_compare_counts_discordant_pairs_and_agreement():
     assert out["models"]["b"]["agreement_with_teacher"] == pytest.approx(0.6)
     ab = [p for p in out["pairs"] if (p["a"], p["b"]) == ("a", "b")][0]
     assert (ab["only_a_right"], ab["only_b_right"]) == (1, 1)
+    # the same test on agreeing with the first model: a agrees with the teacher on
+    # pairs 0, 1, 3 and b on 1, 2, 3; pairs with the teacher itself have no such count
+    assert (ab["only_a_agrees"], ab["only_b_agrees"]) == (1, 1) and ab["agreement_p"] == 1.0
+    ta = [p for p in out["pairs"] if (p["a"], p["b"]) == ("teacher", "a")][0]
+    assert "agreement_p" not in ta

@@ -3,7 +3,8 @@
 Scores every model on the same pairs, then for each pair of models reports how many
 examples only one of them gets right and the exact two-sided McNemar p-value (a paired
 test: on 9815 MNLI pairs it sees differences that a comparison of two accuracies misses).
-Each model's agreement with the first model (put the teacher first) is reported too.
+Each model's agreement with the first model (put the teacher first) is reported too, and
+for every pair of the others the same test on agreeing with the first instead of being right.
 
   python tools/compare_runs.py --data_dir=../shared/data/bench/mnli \
       --model_dirs=runs/mnli/teacher,runs/mnli/siamese_s0,runs/mnli/virt_a3_s0
@@ -64,6 +65,13 @@ def main(argv):
     for p in result["pairs"]:
         print(f"| {p['a']} | {p['b']} | {p['only_a_right']} | {p['only_b_right']} | "
               f"{p['mcnemar_p']:.3g} |")
+    if len(predictions) > 2:
+        print(f"\nagreement with {first} (same test, on agreeing with it instead of being right)")
+        print("| a | b | only a agrees | only b agrees | McNemar p |\n|---|---|---|---|---|")
+        for p in result["pairs"]:
+            if "agreement_p" in p:
+                print(f"| {p['a']} | {p['b']} | {p['only_a_agrees']} | {p['only_b_agrees']} | "
+                      f"{p['agreement_p']:.3g} |")
     if FLAGS.output:
         with open(FLAGS.output, "w", encoding="utf-8") as f:
             json.dump(dict(result, task=task_name, split=split, examples=len(labels)), f, indent=2)

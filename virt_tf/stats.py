@@ -44,7 +44,13 @@ def paired(pred_a, pred_b, labels):
 
 
 def compare(predictions, labels):
-    """predictions: {name: int array}. Returns per-model and per-pair statistics."""
+    """predictions: {name: int array}. Returns per-model and per-pair statistics.
+
+    The first model is the reference (put the teacher first): each model's agreement
+    with it, and for every pair of the others, the same paired test on agreeing with
+    it instead of on being right (does a distillation term make a student follow its
+    teacher more, whether or not accuracy moves?).
+    """
     import numpy as np  # pylint: disable=import-outside-toplevel
     labels = np.asarray(labels)
     names = list(predictions)
@@ -54,4 +60,9 @@ def compare(predictions, labels):
               for n, p in predictions.items()}
     pairs = [dict(a=a, b=b, **paired(predictions[a], predictions[b], labels))
              for a, b in itertools.combinations(names, 2)]
+    for pair in pairs:
+        if pair["a"] != names[0]:
+            agree = paired(predictions[pair["a"]], predictions[pair["b"]], first)
+            pair.update(only_a_agrees=agree["only_a_right"], only_b_agrees=agree["only_b_right"],
+                        agreement_p=agree["mcnemar_p"])
     return {"models": models, "pairs": pairs}
