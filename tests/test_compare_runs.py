@@ -30,6 +30,13 @@ def test_compare_counts_discordant_pairs_and_agreement():
     out = compare(preds, labels)
     assert out["models"]["a"]["accuracy"] == pytest.approx(0.6)
     assert out["models"]["b"]["agreement_with_teacher"] == pytest.approx(0.6)
+    # this teacher is right everywhere: b's accuracy where it is right is b's accuracy,
+    # and where it is wrong there is nothing to count
+    assert out["models"]["b"]["accuracy_where_teacher_right"] == pytest.approx(0.6)
+    assert math.isnan(out["models"]["b"]["accuracy_where_teacher_wrong"])
+    wrong = compare({"t": np.array([0, 0, 1, 1]), "s": np.array([0, 1, 1, 0])}, [0, 1, 1, 1])
+    assert wrong["models"]["s"]["accuracy_where_t_right"] == pytest.approx(2 / 3)
+    assert wrong["models"]["s"]["accuracy_where_t_wrong"] == 1.0
     ab = [p for p in out["pairs"] if (p["a"], p["b"]) == ("a", "b")][0]
     assert (ab["only_a_right"], ab["only_b_right"]) == (1, 1)
     # the same test on agreeing with the first model: a agrees with the teacher on

@@ -58,9 +58,12 @@ def main(argv):
     result = compare(predictions, labels)
     first = next(iter(predictions))
     print(f"{len(labels)} {task_name} {split} pairs")
-    print(f"| model | accuracy (%) | agreement with {first} (%) |\n|---|---|---|")
+    print(f"| model | accuracy (%) | agreement with {first} (%) | accuracy where {first} is "
+          f"right / wrong (%) |\n|---|---|---|---|")
     for n, m in result["models"].items():
-        print(f"| {n} | {100 * m['accuracy']:.1f} | {100 * m['agreement_with_' + first]:.1f} |")
+        print(f"| {n} | {100 * m['accuracy']:.1f} | {100 * m['agreement_with_' + first]:.1f} | "
+              f"{100 * m[f'accuracy_where_{first}_right']:.1f} / "
+              f"{100 * m[f'accuracy_where_{first}_wrong']:.1f} |")
     print("\n| a | b | only a right | only b right | McNemar p |\n|---|---|---|---|---|")
     for p in result["pairs"]:
         print(f"| {p['a']} | {p['b']} | {p['only_a_right']} | {p['only_b_right']} | "

@@ -55,9 +55,14 @@ def compare(predictions, labels):
     labels = np.asarray(labels)
     names = list(predictions)
     first = predictions[names[0]]
+    first_right = first == labels
     models = {n: {"accuracy": float(np.mean(p == labels)),
-                  "agreement_with_" + names[0]: float(np.mean(p == first))}
-              for n, p in predictions.items()}
+                  "agreement_with_" + names[0]: float(np.mean(p == first)),
+                  f"accuracy_where_{names[0]}_right": _mean_or_nan(p[first_right] ==
+                                                                  labels[first_right]),
+                  f"accuracy_where_{names[0]}_wrong": _mean_or_nan(p[~first_right] ==
+                                                                  labels[~first_right])}
+              for n, p in ((n, np.asarray(p)) for n, p in predictions.items())}
     pairs = [dict(a=a, b=b, **paired(predictions[a], predictions[b], labels))
              for a, b in itertools.combinations(names, 2)]
     for pair in pairs:
@@ -66,3 +71,7 @@ def compare(predictions, labels):
             pair.update(only_a_agrees=agree["only_a_right"], only_b_agrees=agree["only_b_right"],
                         agreement_p=agree["mcnemar_p"])
     return {"models": models, "pairs": pairs}
+
+
+def _mean_or_nan(values):
+    return float(sum(values) / len(values)) if len(values) else float("nan")
