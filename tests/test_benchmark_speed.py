@@ -47,3 +47,16 @@ def test_quick_mode_reports_steps_ratios_and_padding(tmp_path, shared_data):
     assert "encode: bfloat16 / float32 texts/s" in ratios
     assert "virt: pairs/s mixed_bfloat16, buckets / before" in ratios
     assert "ratios:" in proc.stdout and "virt_tf mixed_bfloat16" in proc.stdout
+
+
+def test_stored_times_keep_their_precision_when_steps_are_fast():
+    """A few-millisecond step stored to fixed decimals lost up to 0.2% (the check above failed
+    once on a fast machine); significant digits keep seconds x pairs/s = batch exact."""
+    sys.path.insert(0, os.path.dirname(TOOL))
+    try:
+        from benchmark_speed import significant
+    finally:
+        sys.path.remove(os.path.dirname(TOOL))
+    assert significant(0.00374449) == 0.0037445 and significant(7477.61234) == 7477.6
+    for mean in (0.00374449, 0.0150049, 0.0300149, 2.04917):
+        assert abs(significant(28 / mean) * significant(mean) / 28 - 1) < 1e-4

@@ -101,6 +101,12 @@ class StepTimer:
         return _Timer()
 
 
+def significant(x, digits=5):
+    """`x` to `digits` significant digits: times of a few milliseconds keep their precision
+    (a fixed number of decimals would not), so ratios of the stored numbers stay exact."""
+    return float(f"{x:.{digits}g}")
+
+
 def legacy_stream(examples, preprocessor, batch_size, epochs, seed):
     """The training stream as it was before this benchmark's levers: seeded random
     batches of strings, tokenized in every batch of every epoch."""
@@ -181,9 +187,9 @@ def train_speed(model_name, precision, bucket, examples, encoder_config, pretrai
     return {"model": model_name, "precision": precision, "buckets": bool(bucket),
             "setting": "before" if legacy is not None else "new",
             "replicas": strategy.num_replicas_in_sync,
-            "seconds_per_step": round(mean, 4),
-            "median_seconds_per_step": round(statistics.median(timed), 4),
-            "pairs_per_second": round(batch_size / mean, 2),
+            "seconds_per_step": significant(mean),
+            "median_seconds_per_step": significant(statistics.median(timed)),
+            "pairs_per_second": significant(batch_size / mean),
             "padding_share": round(padding_share(pairs.lengths, plan[warmup:]), 4),
             "padding_share_x": round(padding_share(pairs.lengths_a, plan[warmup:]), 4),
             "padding_share_y": round(padding_share(pairs.lengths_b, plan[warmup:]), 4),
@@ -213,8 +219,8 @@ def encode_speed(texts, encoder_config, pretrained, preprocessor, precision, bat
     start = time.perf_counter()
     states, _ = encode_texts(server.encode, preprocessor, texts, batch_size)
     seconds = time.perf_counter() - start
-    return {"precision": precision, "texts": len(texts), "seconds": round(seconds, 3),
-            "texts_per_second": round(len(texts) / seconds, 1),
+    return {"precision": precision, "texts": len(texts), "seconds": significant(seconds),
+            "texts_per_second": significant(len(texts) / seconds),
             "states_dtype": str(states.dtype)}
 
 
