@@ -180,9 +180,12 @@ def test_killed_workers_restarted_with_the_same_command_resume_and_finish(
         single_device, tmp_path, repo_dir, shared_data):
     """SIGKILL both workers after a checkpoint (a worker's death stops the job's collectives),
     start both again with the same command: they resume from the chief's checkpoint and end
-    where one device ends."""
+    where one device ends (the fixture's teacher: the same run on one device).
+
+    The kill lands long before the end: after step 2's checkpoint come 4 more steps, then
+    the first epoch's validation (seconds of graph set-up) and a second epoch."""
     out = tmp_path / "teacher"
-    cmd = _command(shared_data, out, "--epochs=6", "--checkpoint_steps=2",
+    cmd = _command(shared_data, out, "--epochs=2", "--checkpoint_steps=2",
                    "--distribution_strategy=multi_worker_mirrored")
     ports = _free_ports(2)
     logs = [tmp_path / "a0.log", tmp_path / "a1.log"]
@@ -202,6 +205,5 @@ def test_killed_workers_restarted_with_the_same_command_resume_and_finish(
     codes = _wait(_start_workers(cmd, repo_dir, _free_ports(2), logs))
     assert codes == [0, 0], [l.read_text()[-3000:] for l in logs]
     assert f"resuming {out} at step {killed_at}" in logs[0].read_text()
-    reference = tmp_path / "reference"
-    _run(_command(shared_data, reference, "--epochs=6"), repo_dir)
-    assert _max_diff(out / "model.weights.h5", reference / "model.weights.h5") < WEIGHT_TOL
+    assert _max_diff(out / "model.weights.h5",
+                     single_device / "teacher" / "model.weights.h5") < WEIGHT_TOL

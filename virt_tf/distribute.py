@@ -111,6 +111,7 @@ def distributed_stream(strategy, pairs, preprocessor, plan):
     per = batch // replicas
     a, b, labels = pairs.a, pairs.b, tf.constant(pairs.labels)
 
+    @tf.autograph.experimental.do_not_convert  # graph ops only (see BertPairPreprocessor)
     def make(indices, replica):
         packed = preprocessor.pack(tf.gather(a, indices), tf.gather(b, indices))
         rows = tf.range(replica * per, (replica + 1) * per)

@@ -431,7 +431,9 @@ def run_stage(model_name, directory, cfg, data, pretrained, preprocessor, teache
         callbacks.insert(0, PoisonWeights(classifier, cfg["_debug_nan_at_step"]))
     val = None
     if data.get("tune"):
-        val = eval_dataset(data["tune"], preprocessor, 64)[0]
+        # packed once and kept in memory: each epoch's validation then starts at once
+        # (making a tokenizing iterator costs seconds of graph set-up)
+        val = eval_dataset(data["tune"], preprocessor, 64)[0].cache()
     train_pairs = TokenizedPairs.from_examples(data["train"], preprocessor)
     bucket = bool(cfg.get("length_buckets", True))
     # batches of similar length in the packings this model reads

@@ -149,6 +149,7 @@ def plan_stream(pairs, preprocessor, plan):
     ``preprocessor``. Yields `(features, labels)`."""
     a, b, labels = pairs.a, pairs.b, tf.constant(pairs.labels)
 
+    @tf.autograph.experimental.do_not_convert  # graph ops only (see BertPairPreprocessor)
     def make(indices):
         return preprocessor.pack(tf.gather(a, indices), tf.gather(b, indices)), \
             tf.gather(labels, indices)

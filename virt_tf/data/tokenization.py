@@ -76,13 +76,15 @@ class BertPairPreprocessor(tf.Module):
         return {"pair": self._pack([a, b]), "text_a": self._pack([a]),
                 "text_b": self._pack([b])}
 
+    # autograph=False (here and in the dataset maps): tensorflow-text builds its own graph
+    # loops, and converting its Python source cost seconds in every process
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string),
-                                  tf.TensorSpec([None], tf.string)])
+                                  tf.TensorSpec([None], tf.string)], autograph=False)
     def __call__(self, text_a, text_b):
         a, b = self.truncate(text_a, text_b)
         return self.pack(a, b)
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)], autograph=False)
     def single(self, texts):
         """One text alone, `[CLS] x [SEP]`, truncated to `max_seq_length`."""
         pieces = self.tokenize(texts)[:, : self.max_seq_length - 2]
