@@ -15,16 +15,18 @@ def test_quick_mode_reports_steps_ratios_and_padding(tmp_path, shared_data):
          f"--data_dir={os.path.join(shared_data, 'bench', 'mnli')}",
          f"--encode_file={os.path.join(shared_data, 'rte', 'train.tsv')}",
          "--encode_texts=40", "--encode_batch=8", "--max_train_examples=300",
-         # the cross-encoder (buckets by pair) and the VIRT-encoder (by x, then y): every
-         # code path of the tool; the ratios of other pairings are checked below on numbers
-         "--models=cross,virt", f"--output={out}"],
+         # the cross-encoder (buckets by pair) and the VIRT-encoder (by x, then y) in
+         # mixed bfloat16, besides the float32 path before the levers: every code path of
+         # the tool; the ratios of other pairings are checked below on numbers
+         "--models=cross,virt", "--precisions=mixed_bfloat16", f"--output={out}"],
         capture_output=True, text=True, timeout=900, cwd=str(tmp_path),
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads(out.read_text())
     train = results["train"]
-    # before (2 models) + 2 models x 2 precisions x 2 batchings
-    assert len(train) == 2 + 8
+    # before (2 models, float32) + 2 models x 2 batchings
+    assert len(train) == 2 + 4
+    assert {r["precision"] for r in train if r["setting"] == "before"} == {"float32"}
     assert {(r["model"], r["setting"]) for r in train} >= {("virt", "before"), ("virt", "new")}
     for r in train:
         assert r["steps"] == 3 and r["seconds_per_step"] > 0
@@ -33,19 +35,19 @@ def test_quick_mode_reports_steps_ratios_and_padding(tmp_path, shared_data):
     new = {(r["model"], r["precision"], r["buckets"]): r
            for r in train if r["setting"] == "new"}
     # the cross-encoder's batches are sorted by the pair's length ...
-    assert (new[("cross", "float32", True)]["padding_share"]
-            < 0.5 * new[("cross", "float32", False)]["padding_share"])
+    assert (new[("cross", "mixed_bfloat16", True)]["padding_share"]
+            < 0.5 * new[("cross", "mixed_bfloat16", False)]["padding_share"])
     # ... the Siamese models' by x's, then each group of 4 batches by y's: less padding in
     # both and fewer positions run through (with 300 pairs a group spans a third of x's
     # lengths, so x's padding falls less than in training on 10k pairs)
-    virt_b, virt_r = new[("virt", "float32", True)], new[("virt", "float32", False)]
+    virt_b = new[("virt", "mixed_bfloat16", True)]
+    virt_r = new[("virt", "mixed_bfloat16", False)]
     assert virt_b["padding_share_x"] < virt_r["padding_share_x"]
     assert virt_b["padding_share_y"] < virt_r["padding_share_y"]
     assert virt_b["mean_x_plus_y_positions"] < virt_r["mean_x_plus_y_positions"]
-    assert [r["precision"] for r in results["encode"]] == ["float32", "mixed_bfloat16"]
+    assert [r["precision"] for r in results["encode"]] == ["mixed_bfloat16"]
     assert all(r["texts"] == 40 and r["texts_per_second"] > 0 for r in results["encode"])
     ratios = results["ratios"]
-    assert "encode: bfloat16 / float32 texts/s" in ratios
     assert "virt: pairs/s mixed_bfloat16, buckets / before" in ratios
     assert "ratios:" in proc.stdout and "virt_tf mixed_bfloat16" in proc.stdout
 

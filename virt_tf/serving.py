@@ -44,6 +44,25 @@ class _Untracked:
         self.obj = obj
 
 
+class _Server(tf.Module):
+    """A `tf.Module` whose serving functions stay out of its SavedModel object graph.
+
+    Saving finds a module's functions by scanning its attributes and traces each once
+    more in its save context (seconds of model and tokenizer graph for nothing): the
+    export passes the concrete functions as signatures instead, so the functions live
+    outside the tracked attributes and are reached as ``server.encode`` all the same.
+    """
+
+    def _set_functions(self, **functions):
+        self.__dict__.setdefault("_functions", {}).update(functions)
+
+    def __getattr__(self, name):  # only for names that normal lookup does not find
+        functions = self.__dict__.get("_functions", {})
+        if name in functions:
+            return functions[name]
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+
 from virt_tf.errors import MissingFileError, ServingInputError  # noqa: E402,F401
 
 
@@ -77,7 +96,7 @@ def _shape_checks(states, mask, hidden, side):
     ]
 
 
-class ModelServer(tf.Module):
+class ModelServer(_Server):
     """Token ids -> probabilities of a trained classifier (no tensorflow-text op).
 
     Args:
@@ -94,19 +113,20 @@ class ModelServer(tf.Module):
         self.hidden_size = int(classifier.encoder_config.hidden_size)
         hidden = self.hidden_size
         if self.dual:
-            self.encode = tf.function(self._encode, input_signature=[
-                _ids_spec("input_word_ids"), _ids_spec("input_mask"),
-                _ids_spec("input_type_ids")])
-            self.score = tf.function(self._score, input_signature=[
-                tf.TensorSpec([None, None, hidden], tf.float32, name="states_a"),
-                tf.TensorSpec([None, None], tf.int32, name="mask_a"),
-                tf.TensorSpec([None, None, hidden], tf.float32, name="states_b"),
-                tf.TensorSpec([None, None], tf.int32, name="mask_b")])
-            self.serving_default = tf.function(self._serve_dual, input_signature=[
-                _ids_spec(k + "_" + side) for side in ("a", "b") for k in PACKING_KEYS])
+            self._set_functions(
+                encode=tf.function(self._encode, input_signature=[
+                    _ids_spec("input_word_ids"), _ids_spec("input_mask"),
+                    _ids_spec("input_type_ids")]),
+                score=tf.function(self._score, input_signature=[
+                    tf.TensorSpec([None, None, hidden], tf.float32, name="states_a"),
+                    tf.TensorSpec([None, None], tf.int32, name="mask_a"),
+                    tf.TensorSpec([None, None, hidden], tf.float32, name="states_b"),
+                    tf.TensorSpec([None, None], tf.int32, name="mask_b")]),
+                serving_default=tf.function(self._serve_dual, input_signature=[
+                    _ids_spec(k + "_" + side) for side in ("a", "b") for k in PACKING_KEYS]))
         else:
-            self.serving_default = tf.function(self._serve_cross, input_signature=[
-                _ids_spec(k) for k in PACKING_KEYS])
+            self._set_functions(serving_default=tf.function(
+                self._serve_cross, input_signature=[_ids_spec(k) for k in PACKING_KEYS]))
 
     @property
     def classifier(self):
@@ -165,7 +185,7 @@ class ModelServer(tf.Module):
         return functions
 
 
-class PreprocessingServer(tf.Module):
+class PreprocessingServer(_Server):
     """Strings -> the ids `ModelServer` takes, with the model's own tokenizer settings.
 
     ``serving_default(text_a, text_b)`` (`[batch]` strings) gives the inputs of
@@ -178,14 +198,22 @@ class PreprocessingServer(tf.Module):
 
     def __init__(self, preprocessor, offline, name=None):
         super().__init__(name=name)
-        self.preprocessor = preprocessor
+        # untracked, as the classifier in `ModelServer` (its own tf.functions would be
+        # saved and traced again); only the lookup table its graphs read is tracked
+        self._held = _Untracked(preprocessor)
+        self.vocab_table = preprocessor.vocab_table
         self.dual = bool(offline)
         texts = tf.TensorSpec([None], tf.string, name="text_a"), tf.TensorSpec(
             [None], tf.string, name="text_b")
-        self.serving_default = tf.function(self._pair, input_signature=list(texts))
+        self._set_functions(serving_default=tf.function(self._pair,
+                                                        input_signature=list(texts)))
         if self.dual:
-            self.encode = tf.function(self._single, input_signature=[
-                tf.TensorSpec([None], tf.string, name="text")])
+            self._set_functions(encode=tf.function(self._single, input_signature=[
+                tf.TensorSpec([None], tf.string, name="text")]))
+
+    @property
+    def preprocessor(self):
+        return self._held.obj
 
     def _pair(self, text_a, text_b):
         packed = self.preprocessor(text_a, text_b)

@@ -53,6 +53,11 @@ class BertPairPreprocessor(tf.Module):
             unknown_token="[UNK]")
         self.trimmer = tf_text.ShrinkLongestTrimmer(max_seq_length - 3, axis=-1)
 
+    @property
+    def vocab_table(self):
+        """The word-piece lookup table (a resource a SavedModel of these graphs must track)."""
+        return self._table
+
     def tokenize(self, texts):
         """`[batch]` strings -> ragged `[batch, (pieces)]` int64 word-piece ids."""
         return self.tokenizer.tokenize(texts).merge_dims(-2, -1)
