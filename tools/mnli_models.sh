@@ -33,4 +33,6 @@ run dipair_virt --model=dipair --virt_alpha=1
 run poly --model=poly
 run poly_virt --model=poly --virt_alpha=1
 run dse --model=dse
+# Beyond the paper's tables: DSE's logit distillation with L_virt beside it.
+run dse_virt --model=dse --virt_alpha=1
 echo "== $(date +%T) done"
