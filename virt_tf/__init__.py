@@ -22,7 +22,10 @@ _LAZY = {
     "load": "virt_tf.loading", "TextMatcher": "virt_tf.loading",
     "VirtModel": "virt_tf.models.virt",
     "TaskLoss": "virt_tf.losses", "VirtLoss": "virt_tf.losses",
-    "LogitDistillationLoss": "virt_tf.losses", "virt_loss": "virt_tf.losses",
+    "LogitDistillationLoss": "virt_tf.losses", "LogitMSELoss": "virt_tf.losses",
+    "virt_loss": "virt_tf.losses",
+    "recipe": "virt_tf.recipes", "recipe_names": "virt_tf.recipes",
+    "augment_pairs": "virt_tf.data.augment",
     "BertPairPreprocessor": "virt_tf.data.tokenization",
     "MODELS": "virt_tf.models.registry", "build_classifier": "virt_tf.models.registry",
 }

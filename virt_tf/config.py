@@ -35,8 +35,9 @@ def model_names():
     return sorted(f[:-5] for f in os.listdir(folder) if f.endswith(".yaml"))
 
 
-def load_config(task, model=None, extra_file=None, overrides=None):
-    """base.yaml <- tasks/<task>.yaml <- models/<model>.yaml <- extra_file <- overrides.
+def load_config(task, model=None, extra_file=None, overrides=None, recipe=None):
+    """base.yaml <- tasks/<task>.yaml <- models/<model>.yaml <- recipes/<recipe>.yaml
+    <- extra_file <- overrides.
 
     ``overrides`` are the flags given on the command line (None values are skipped).
     """
@@ -49,6 +50,9 @@ def load_config(task, model=None, extra_file=None, overrides=None):
             raise ConfigError(f"unknown model {model!r}; known: {model_names()}")
         cfg.update(_load_yaml(os.path.join(CONFIG_DIR, "models", f"{model}.yaml")))
         cfg["model"] = model
+    if recipe:
+        cfg.update(recipe_options(recipe))
+        cfg["recipe"] = recipe
     if extra_file:
         cfg.update(_load_yaml(extra_file))
     for k, v in (overrides or {}).items():
@@ -103,7 +107,8 @@ def validate(cfg):
     if cfg["max_seq_length"] < 5 or cfg["max_seq_length"] > 512:
         raise ConfigError(f"max_seq_length must be in [5, 512], got {cfg['max_seq_length']}")
     choices = {"virt_head": ("adapted", "simple"), "fusion": ("paper", "code", "concat"),
-               "virt_norm": ("squared", "frobenius"),
+               "virt_norm": ("squared", "frobenius", "kl"), "distill_loss": ("kl", "mse"),
+               "virt_alpha_schedule": ("constant", "linear"),
                "precision": ("float32", "mixed_bfloat16"), "select_epoch": ("last", "best_tune")}
     for name, allowed in choices.items():
         if cfg.get(name) not in allowed:
@@ -111,4 +116,36 @@ def validate(cfg):
     for name in ("max_train_examples", "max_eval_examples", "max_tune_examples"):
         if cfg.get(name) is not None:
             positive(name, int)
+    augment = cfg.get("augment") or []
+    if isinstance(augment, str):
+        augment = [a for a in augment.split(",") if a]
+    unknown = [a for a in augment if a not in AUGMENT_SOURCES]
+    if unknown:
+        raise ConfigError(f"augment: unknown sources {unknown}; known: {list(AUGMENT_SOURCES)}")
+    cfg["augment"] = list(augment)
+    if augment:
+        positive("augment_multiple")
     return cfg
+
+
+# Sources of teacher-labelled training pairs (virt_tf.data.augment).
+AUGMENT_SOURCES = ("pool", "random", "overlap", "edit")
+
+
+def recipe_names():
+    """Named training recipes: configs/recipes/<name>.yaml (flags as data)."""
+    folder = os.path.join(CONFIG_DIR, "recipes")
+    if not os.path.isdir(folder):
+        return []
+    return sorted(f[:-5] for f in os.listdir(folder) if f.endswith(".yaml"))
+
+
+def recipe_options(name):
+    """The options recipe ``name`` sets (a mapping of option: value)."""
+    if name not in recipe_names():
+        raise ConfigError(f"unknown recipe {name!r}; known: {recipe_names()}")
+    options = _load_yaml(os.path.join(CONFIG_DIR, "recipes", f"{name}.yaml"))
+    if "model" in options or "task" in options:
+        raise ConfigError(f"recipe {name!r} may not set the model or the task "
+                          "(a recipe works with every representation model)")
+    return options

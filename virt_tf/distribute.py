@@ -110,10 +110,13 @@ def distributed_stream(strategy, pairs, preprocessor, plan):
     replica_slices(plan[:1], replicas, 0, replicas)  # checks that the batch splits
     per = batch // replicas
     a, b, labels = pairs.a, pairs.b, tf.constant(pairs.labels)
+    logits = None if pairs.teacher_logits is None else tf.constant(pairs.teacher_logits)
 
     @tf.autograph.experimental.do_not_convert  # graph ops only (see BertPairPreprocessor)
     def make(indices, replica):
         packed = preprocessor.pack(tf.gather(a, indices), tf.gather(b, indices))
+        if logits is not None:
+            packed["teacher_logits"] = tf.gather(logits, indices)
         rows = tf.range(replica * per, (replica + 1) * per)
         return (tf.nest.map_structure(lambda t: tf.gather(t, rows), packed),
                 tf.gather(labels, tf.gather(indices, rows)))

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from virt_tf.modeling.layers.attention import attention_bias
 
-NORMS = ("squared", "frobenius")
+NORMS = ("squared", "frobenius", "kl")
 
 
 def content_lengths(mask):
@@ -46,7 +46,17 @@ def _masked_softmax(scores, key_valid):
 
 
 def _map_distance(student, teacher, row_valid, norm):
-    """Per-example `sum_h ||student - teacher||` over valid rows: `[batch]`."""
+    """Per-example `sum_h ||student - teacher||` over valid rows: `[batch]`.
+
+    ``kl``: `sum_h sum_rows KL(teacher_row || student_row)` instead of a norm (the
+    per-row KL between attention distributions with which MiniLM distils attention);
+    masked columns hold ~0 in both maps and add nothing.
+    """
+    if norm == "kl":
+        log_t = tf.math.log(tf.maximum(teacher, 1e-12))
+        log_s = tf.math.log(tf.maximum(student, 1e-12))
+        kl = tf.reduce_sum(teacher * (log_t - log_s), axis=-1)  # [b, h, rows]
+        return tf.reduce_sum(kl * tf.cast(row_valid, kl.dtype)[:, None, :], axis=[1, 2])
     sq = tf.square(student - teacher) * tf.cast(row_valid, student.dtype)[:, None, :, None]
     if norm == "squared":
         return tf.reduce_sum(sq, axis=[1, 2, 3])
@@ -66,7 +76,8 @@ def virt_loss(student_queries_x, student_keys_x, student_queries_y, student_keys
 
     `L = 1/(2L) sum_l [ 1/m sum_h ||Mt_xy - M_xy||^2 + 1/n sum_h ||Mt_yx - M_yx||^2 ]`
     with the squared Frobenius norm by default (``norm="frobenius"`` uses the
-    plain norm of the paper's text).
+    plain norm of the paper's text; ``norm="kl"`` the per-row KL(teacher || student)
+    summed over rows and heads, a form beyond the paper).
 
     Args:
       student_queries_x, student_keys_x: lists over layers of `[batch, heads, Lx, d_head]`
@@ -75,7 +86,7 @@ def virt_loss(student_queries_x, student_keys_x, student_queries_y, student_keys
       teacher_scores: list over layers of `[batch, heads, T, T]` raw teacher scores of
         `[CLS] x [SEP] y [SEP]` built from the same truncated pieces.
       mask_x, mask_y: `[batch, Lx]`, `[batch, Ly]` student input masks.
-      norm: ``squared`` or ``frobenius``.
+      norm: ``squared``, ``frobenius`` or ``kl``.
       layers: optional student layer indices to distil (default: all).
     Returns: scalar loss (`virt_loss_per_example` gives the `[batch]` values it averages).
     """
@@ -147,6 +158,22 @@ def logit_distillation_per_example(student_logits, teacher_logits, temperature=1
     return tf.reduce_sum(t * (log_t - log_s), axis=-1) * temperature ** 2
 
 
+def logit_mse_per_example(student_logits, teacher_logits):
+    """Mean squared difference of the logits over the classes: `[batch]` float32.
+
+    Logit matching (no softmax, no temperature): the student regresses the teacher's
+    logits, offsets included.
+    """
+    teacher_logits = tf.cast(tf.stop_gradient(teacher_logits), tf.float32)
+    return tf.reduce_mean(tf.square(tf.cast(student_logits, tf.float32) - teacher_logits),
+                          axis=-1)
+
+
+def labelled_mask(labels):
+    """`[batch]` float32: 1 for pairs with a gold label, 0 for teacher-labelled ones (-1)."""
+    return tf.cast(tf.greater_equal(tf.cast(labels, tf.int32), 0), tf.float32)
+
+
 # ------------------------------------------------------------------ objective terms
 # A training objective is a list of terms; `VirtModel` sums `weight * term` and asks
 # each term what it needs (a teacher, its scores or logits, the student's Q/K), so
@@ -162,12 +189,16 @@ class ObjectiveTerm:
     needs_teacher = False
     needs_teacher_scores = False
     needs_student_qk = False
+    SCHEDULES = ("constant", "linear")
 
-    def __init__(self, weight=1.0):
+    def __init__(self, weight=1.0, schedule="constant"):
         weight = float(weight)
         if not weight >= 0:
             raise ValueError(f"{self.name} weight must be >= 0, got {weight}")
+        if schedule not in self.SCHEDULES:
+            raise ValueError(f"schedule must be one of {self.SCHEDULES}, got {schedule!r}")
         self.weight = weight
+        self.schedule = schedule
 
     def per_example(self, batch):
         raise NotImplementedError
@@ -177,13 +208,23 @@ class ObjectiveTerm:
 
 
 class TaskLoss(ObjectiveTerm):
-    """Cross-entropy of the student's logits with the gold labels (Eq. 10's first term)."""
+    """Cross-entropy of the student's logits with the gold labels (Eq. 10's first term).
+
+    Pairs without a gold label (label -1: augmented pairs, labelled by the teacher
+    alone) add 0, and the labelled ones are scaled by `batch / labelled` so the term
+    stays the mean cross-entropy of the batch's labelled pairs (a batch of gold
+    pairs only is unchanged).
+    """
     name = "task_loss"
 
     def per_example(self, batch):
         logits = tf.cast(batch["student"]["logits"], tf.float32)
-        return tf.nn.sparse_softmax_cross_entropy_with_logits(
-            labels=tf.cast(batch["labels"], tf.int32), logits=logits)
+        labels = tf.cast(batch["labels"], tf.int32)
+        mask = labelled_mask(labels)
+        ce = tf.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=tf.maximum(labels, 0), logits=logits)
+        scale = tf.cast(tf.size(mask), tf.float32) / tf.maximum(tf.reduce_sum(mask), 1.0)
+        return ce * mask * scale
 
 
 class VirtLoss(ObjectiveTerm):
@@ -197,8 +238,8 @@ class VirtLoss(ObjectiveTerm):
     needs_teacher_scores = True
     needs_student_qk = True
 
-    def __init__(self, norm="squared", layers=None, weight=1.0):
-        super().__init__(weight)
+    def __init__(self, norm="squared", layers=None, weight=1.0, schedule="constant"):
+        super().__init__(weight, schedule)
         if norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
         self.norm = norm
@@ -234,20 +275,38 @@ class LogitDistillationLoss(ObjectiveTerm):
                                               batch["teacher"]["logits"], self.temperature)
 
 
+class LogitMSELoss(ObjectiveTerm):
+    """``weight`` (beta) times the mean squared difference of student and teacher logits
+    (logit matching, the alternative to `LogitDistillationLoss`'s tempered KL)."""
+    name = "distill_loss"
+    needs_teacher = True
+
+    def per_example(self, batch):
+        return logit_mse_per_example(batch["student"]["logits"], batch["teacher"]["logits"])
+
+
+DISTILL_LOSSES = ("kl", "mse")
+
+
 def objective_from_config(cfg):
     """The objective terms a run configuration asks for (task, VIRT, logit distillation).
 
     ``task_weight`` (default 1) weights the cross-entropy, ``virt_alpha`` L_virt,
-    ``logit_beta`` the logit distillation (DSE mixes 0.5 / 0.5). A zero weight
+    ``logit_beta`` the logit distillation (DSE mixes 0.5 / 0.5; ``distill_loss``:
+    ``kl`` at ``temperature``, or ``mse`` on the logits). A zero weight
     drops the term, so alpha 0 is "without VIRT" for every model.
     """
     terms = [TaskLoss(weight=cfg.get("task_weight", 1.0))]
     if cfg.get("virt_alpha", 0) > 0:
         terms.append(VirtLoss(cfg.get("virt_norm", "squared"), cfg.get("virt_layers"),
-                              weight=cfg["virt_alpha"]))
+                              weight=cfg["virt_alpha"],
+                              schedule=cfg.get("virt_alpha_schedule", "constant")))
     if cfg.get("logit_beta", 0) > 0:
-        terms.append(LogitDistillationLoss(cfg.get("temperature", 1.0),
-                                           weight=cfg["logit_beta"]))
+        form = cfg.get("distill_loss", "kl")
+        if form not in DISTILL_LOSSES:
+            raise ValueError(f"distill_loss must be one of {DISTILL_LOSSES}, got {form!r}")
+        terms.append(LogitDistillationLoss(cfg.get("temperature", 1.0), weight=cfg["logit_beta"])
+                     if form == "kl" else LogitMSELoss(weight=cfg["logit_beta"]))
     return terms
 
 

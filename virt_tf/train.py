@@ -57,7 +57,20 @@ flags.DEFINE_enum("virt_head", None, ["adapted", "simple"], "Head of --model=vir
 flags.DEFINE_enum("fusion", None, ["paper", "code", "concat"], "Eq. 9 features: paper, "
                   "released code, or concat (the paper's literal [u; v] Siamese head).")
 flags.DEFINE_bool("pool_padding", None, "Mean over the padded length in Eq. 8 (released code).")
-flags.DEFINE_enum("virt_norm", None, ["squared", "frobenius"], "Norm of Eq. 7.")
+flags.DEFINE_enum("virt_norm", None, ["squared", "frobenius", "kl"], "Distance of Eq. 7: "
+                  "squared Frobenius (default), Frobenius, or per-row KL(teacher || student).")
+flags.DEFINE_string("recipe", None, "A named training recipe, configs/recipes/NAME.yaml (its "
+                    "options; flags given on the command line override them).")
+flags.DEFINE_enum("distill_loss", None, ["kl", "mse"], "Logit distillation: tempered KL "
+                  "(DSE) or the mean squared difference of the logits.")
+flags.DEFINE_bool("cache_teacher_logits", None, "Compute the frozen teacher's logits of the "
+                  "training pairs once a stage (when no term needs its attention scores).")
+flags.DEFINE_enum("virt_alpha_schedule", None, ["constant", "linear"], "alpha over training: "
+                  "constant, or decaying linearly to 0.")
+flags.DEFINE_list("augment", None, "Teacher-labelled extra pairs from the training texts: "
+                  "pool (training pairs past --max_train_examples, gold labels dropped), "
+                  "random, overlap (re-paired), edit (edited second text).")
+flags.DEFINE_float("augment_multiple", None, "Extra pairs per gold training pair.")
 flags.DEFINE_list("virt_layers", None, "Student layers to distil (default all).")
 flags.DEFINE_float("logit_beta", None, "Weight of DSE-style logit distillation.")
 flags.DEFINE_float("temperature", None, "Temperature of the logit distillation.")
@@ -112,7 +125,8 @@ OVERRIDABLE = ("epochs", "teacher_epochs", "learning_rate", "batch_size", "warmu
                "max_eval_examples", "max_tune_examples", "tune_fraction", "eval_split", "checkpoint_steps",
                "deformer_joint_layers", "dipair_x_tokens", "dipair_y_tokens", "poly_codes",
                "poly_first_m", "precision", "length_buckets", "jit_compile", "select_epoch",
-               "dropout_rate")
+               "dropout_rate", "distill_loss", "cache_teacher_logits", "virt_alpha_schedule",
+               "augment", "augment_multiple")
 
 
 def resolve_config():
@@ -120,7 +134,7 @@ def resolve_config():
     overrides = {k: getattr(FLAGS, k) for k in OVERRIDABLE}
     if FLAGS.virt_layers is not None:
         overrides["virt_layers"] = [int(x) for x in FLAGS.virt_layers]
-    return load_config(FLAGS.task, FLAGS.model, FLAGS.config, overrides)
+    return load_config(FLAGS.task, FLAGS.model, FLAGS.config, overrides, recipe=FLAGS.recipe)
 
 
 def teacher_config(cfg):
@@ -134,8 +148,9 @@ def load_data(cfg, task):
     stats = tasks.ReadStats()
     train_all = tasks.read_split(task, FLAGS.data_dir, "train", FLAGS.skip_bad_rows, stats)
     train, tune = tasks.hold_out(train_all, cfg["tune_fraction"], seed=cfg["seed"])
+    pool = []  # training pairs past --max_train_examples: unlabelled text for --augment=pool
     if cfg["max_train_examples"]:
-        train = train[: cfg["max_train_examples"]]
+        train, pool = train[: cfg["max_train_examples"]], train[cfg["max_train_examples"]:]
     if cfg.get("max_tune_examples"):
         tune = tune[: cfg["max_tune_examples"]]
     if cfg["eval_split"] == "tune":
@@ -153,7 +168,21 @@ def load_data(cfg, task):
     logging.info("train %d, tune %d, %s %d", len(train), len(tune), cfg["eval_split"],
                  len(evaluation))
     return {"task": task, "train": train, "tune": tune if cfg["eval_split"] != "tune" else [],
-            "eval": evaluation, "skipped_rows": stats.skipped}
+            "eval": evaluation, "skipped_rows": stats.skipped, "pool": pool}
+
+
+def augmented(cfg, data):
+    """The student's data with the teacher-labelled extra pairs of ``cfg["augment"]`` added
+    (label -1; `virt_tf.data.augment`), and their count. Tune and evaluation texts never
+    enter a generated pair."""
+    from virt_tf.data.augment import augment_pairs  # pylint: disable=import-outside-toplevel
+    forbidden = [t for e in data["tune"] + data["eval"] for t in (e.text_a, e.text_b)]
+    extra = augment_pairs(data["train"], cfg["augment"], cfg["augment_multiple"], cfg["seed"],
+                          pool=data["pool"], forbidden_texts=forbidden)
+    logging.info("augmentation %s x%s: %d teacher-labelled pairs beside %d gold pairs",
+                 ",".join(cfg["augment"]), cfg["augment_multiple"], len(extra),
+                 len(data["train"]))
+    return dict(data, train=data["train"] + extra), len(extra)
 
 
 def make_task(cfg):
@@ -242,6 +271,9 @@ def _train():
     result = {"task": task.name, "model": FLAGS.model, "truncated_train_pairs": truncated}
 
     use_teacher = needs_teacher(objective_from_config(cfg))
+    if cfg["augment"] and not use_teacher:
+        raise ConfigError("--augment adds pairs without a gold label: it needs a teacher term "
+                          "(--logit_beta > 0 or --virt_alpha > 0)")
     teacher = None
     if use_teacher:
         if FLAGS.teacher_dir:
@@ -266,7 +298,10 @@ def _train():
             with training.precision_scope(cfg["precision"]), strategy.scope():
                 teacher, _ = load_classifier(teacher_dir)  # mirrored, frozen
         logging.info("teacher %s: %s", cfg["eval_split"], result["teacher"].get("accuracy"))
-    classifier, metrics = training.run_stage(FLAGS.model, FLAGS.model_dir, cfg, data,
+    student_data = data
+    if cfg["augment"]:
+        student_data, result["augmented_pairs"] = augmented(cfg, data)
+    classifier, metrics = training.run_stage(FLAGS.model, FLAGS.model_dir, cfg, student_data,
                                              pretrained, prep, teacher=teacher,
                                              verbose=verbose, strategy=strategy)
     if FLAGS.debug_worker_weights:

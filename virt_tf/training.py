@@ -33,6 +33,7 @@ from absl import logging
 
 from virt_tf.data.pipeline import (TokenizedPairs, batch_plan, eval_dataset, padding_share,
                                    plan_stream, steps_per_epoch)
+from virt_tf.data.teacher_logits import CACHE_FILE, cached_teacher_logits
 from virt_tf.distribute import distributed_stream, is_chief
 from virt_tf.evaluation import compute_metrics, predict_probs
 from virt_tf.losses import objective_from_config
@@ -377,7 +378,8 @@ def run_stage(model_name, directory, cfg, data, pretrained, preprocessor, teache
         optimizer = create_optimizer(cfg["learning_rate"], total, cfg["warmup_ratio"],
                                      cfg["adam_epsilon"], cfg["adam_beta_1"],
                                      cfg["adam_beta_2"], cfg.get("clipnorm"))
-        model = VirtModel(classifier, teacher=teacher, terms=objective_from_config(cfg))
+        terms = objective_from_config(cfg)
+        model = VirtModel(classifier, teacher=teacher, terms=terms, total_steps=total)
         model.compile(optimizer=optimizer, jit_compile=bool(cfg.get("jit_compile", False)))
         optimizer.build(classifier.trainable_variables)
 
@@ -435,6 +437,11 @@ def run_stage(model_name, directory, cfg, data, pretrained, preprocessor, teache
         # (making a tokenizing iterator costs seconds of graph set-up)
         val = eval_dataset(data["tune"], preprocessor, 64)[0].cache()
     train_pairs = TokenizedPairs.from_examples(data["train"], preprocessor)
+    if model.teacher is not None and cfg.get("cache_teacher_logits", True) and not any(
+            t.needs_teacher_scores for t in terms):
+        train_pairs.teacher_logits = stage_teacher_logits(directory if chief else write_dir,
+                                                          teacher, train_pairs, preprocessor,
+                                                          data["train"], write=True)
     bucket = bool(cfg.get("length_buckets", True))
     # batches of similar length in the packings this model reads
     key = "pair" if "pair" in classifier.input_packings else "texts"
@@ -493,6 +500,18 @@ def run_stage(model_name, directory, cfg, data, pretrained, preprocessor, teache
     write_json(os.path.join(directory, METRICS_FILE), metrics)
     logging.info("%s: %s", directory, {k: metrics[k] for k in ("accuracy",) if k in metrics})
     return classifier, metrics
+
+
+def stage_teacher_logits(directory, teacher, pairs, preprocessor, examples, write=True):
+    """The teacher's logits of the stage's training pairs, computed once and kept in
+    ``directory/teacher_logits.npz`` (`virt_tf.data.teacher_logits`)."""
+    key = {"train_data": fingerprint_examples(examples), "teacher": fingerprint_weights(teacher),
+           "max_seq_length": preprocessor.max_seq_length}
+    t0 = time.time()
+    logits, reused = cached_teacher_logits(directory, teacher, pairs, preprocessor, key, write)
+    logging.info("teacher logits of %d training pairs: %s (%.1f s)", len(pairs),
+                 "reused from " + CACHE_FILE if reused else "computed", time.time() - t0)
+    return logits
 
 
 def save_predictions(directory, split, probs, examples):

@@ -35,10 +35,14 @@ def _columns(examples):
 
 class TokenizedPairs:
     """Every pair's word pieces, truncated once: ragged ``a``/``b`` int64 `[n, (pieces)]`,
-    ``labels`` int32 `[n]`, and ``lengths`` (the pair packing's length, specials included)."""
+    ``labels`` int32 `[n]` (-1: no gold label), and ``lengths`` (the pair packing's
+    length, specials included). ``teacher_logits`` (`[n, num_labels]` float32, or None)
+    are a frozen teacher's logits of each pair (`virt_tf.data.teacher_logits`); when
+    set, every batch carries its rows as ``features["teacher_logits"]``."""
 
     def __init__(self, a, b, labels):
         self.a, self.b = a, b
+        self.teacher_logits = None
         self.labels = np.asarray(labels, np.int32)
         self.lengths_a = (a.row_lengths().numpy() + 2).astype(np.int64)  # [CLS] x [SEP]
         self.lengths_b = (b.row_lengths().numpy() + 2).astype(np.int64)
@@ -148,11 +152,14 @@ def plan_stream(pairs, preprocessor, plan):
     indices, e.g. the rows of `batch_plan` from a resumed step on), packed by
     ``preprocessor``. Yields `(features, labels)`."""
     a, b, labels = pairs.a, pairs.b, tf.constant(pairs.labels)
+    logits = None if pairs.teacher_logits is None else tf.constant(pairs.teacher_logits)
 
     @tf.autograph.experimental.do_not_convert  # graph ops only (see BertPairPreprocessor)
     def make(indices):
-        return preprocessor.pack(tf.gather(a, indices), tf.gather(b, indices)), \
-            tf.gather(labels, indices)
+        features = preprocessor.pack(tf.gather(a, indices), tf.gather(b, indices))
+        if logits is not None:
+            features["teacher_logits"] = tf.gather(logits, indices)
+        return features, tf.gather(labels, indices)
 
     ds = tf.data.Dataset.from_tensor_slices(plan.astype(np.int64))
     ds = ds.map(make, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

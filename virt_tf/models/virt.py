@@ -3,7 +3,7 @@ with a frozen teacher that is `L = CE + alpha * L_virt` (paper Eq. 10)."""
 import keras
 import tensorflow as tf
 
-from virt_tf.losses import TaskLoss, needs_teacher
+from virt_tf.losses import TaskLoss, labelled_mask, needs_teacher
 
 
 class VirtModel(keras.Model):
@@ -21,9 +21,16 @@ class VirtModel(keras.Model):
     inference.
 
     Whether a teacher is needed follows from the terms and is checked here, once.
+
+    Batches may carry the teacher's logits (``features["teacher_logits"]``, computed
+    once a stage: `virt_tf.data.teacher_logits`); when no term needs the teacher's
+    attention scores, the step then reads them and does not run the teacher.
+    Pairs labelled ``-1`` have no gold label: the task loss and the training accuracy
+    skip them. A term whose ``schedule`` is ``linear`` has its weight decay linearly
+    from ``weight`` at step 0 to 0 at ``total_steps`` (needs ``total_steps``).
     """
 
-    def __init__(self, student, teacher=None, terms=None, **kwargs):
+    def __init__(self, student, teacher=None, terms=None, total_steps=None, **kwargs):
         super().__init__(**kwargs)
         terms = list(terms) if terms is not None else [TaskLoss()]
         names = [t.name for t in terms]
@@ -34,6 +41,9 @@ class VirtModel(keras.Model):
         if any(t.needs_student_qk for t in terms) and student.separate_layers == 0:
             raise ValueError(f"{type(student).__name__} encodes no layer of x and y apart, so "
                              "L_virt does not apply to it (use --virt_alpha=0)")
+        if any(t.schedule != "constant" for t in terms) and not total_steps:
+            raise ValueError("a term with a weight schedule needs total_steps")
+        self.total_steps = total_steps
         self.student = student
         self.terms = terms
         self.teacher = teacher if needs_teacher(terms) else None
@@ -80,7 +90,10 @@ class VirtModel(keras.Model):
         term's batch mean under its name, and the student's ``logits``.
         """
         batch = {"features": features, "labels": labels}
-        if self.teacher is not None:
+        need_scores = any(t.needs_teacher_scores for t in self.terms)
+        if self.teacher is not None and "teacher_logits" in features and not need_scores:
+            batch["teacher"] = {"logits": tf.stop_gradient(features["teacher_logits"])}
+        elif self.teacher is not None:
             teacher_out = self.teacher.forward(
                 features, training=False,
                 return_scores=any(t.needs_teacher_scores for t in self.terms))
@@ -92,9 +105,16 @@ class VirtModel(keras.Model):
         for term in self.terms:
             per_example = term.per_example(batch)
             out[term.name] = tf.reduce_mean(per_example)
-            total += term.weight * per_example
+            total += self._weight(term) * per_example
         out["loss"] = tf.nn.compute_average_loss(total)
         return out
+
+    def _weight(self, term):
+        """The term's weight at this optimizer step (its schedule applied)."""
+        if term.schedule == "constant" or self.optimizer is None:
+            return term.weight
+        progress = tf.cast(self.optimizer.iterations, tf.float32) / float(self.total_steps)
+        return term.weight * tf.maximum(1.0 - progress, 0.0)
 
     def train_step(self, data):
         features, labels = data[0], data[1]
@@ -110,7 +130,8 @@ class VirtModel(keras.Model):
         self.loss_tracker.update_state(losses["loss"] * replicas)
         for term, tracker in zip(self.terms, self.term_trackers):
             tracker.update_state(losses[term.name])
-        self.accuracy.update_state(labels, losses["logits"])
+        self.accuracy.update_state(tf.maximum(labels, 0), losses["logits"],
+                                   sample_weight=labelled_mask(labels))
         return _logs({m.name: m.result() for m in self.metrics})
 
     def test_step(self, data):

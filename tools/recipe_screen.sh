@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Issue 21's screen of distillation levers on the MNLI sample (seed 0 unless a line says),
+# with the protocol of the sample grid: first 10k training pairs after the tune hold-out,
+# 2 epochs of the gold pairs, best tune epoch kept, lr 5e-5, full dev-matched, the teacher
+# of results/sample (all 17.7k training pairs less the tune split, 5 epochs, best tune).
+# The runs are the lines of configs/screens/mnli_recipe.txt (NAME DIR FLAGS...), taken in
+# order; the list is re-read after every run, so it can be edited while this runs.
+# Finished runs (metrics.json) are skipped and an interrupted one resumes: rerun the same
+# command. Usage: bash tools/recipe_screen.sh [DATA_DIR] [TEACHER_DIR]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+DATA=${1:-../shared/data/bench/mnli}
+T=${2:-results/sample/runs/mnli/teacher/lr5e-5_s0}
+LIST=configs/screens/mnli_recipe.txt
+common=(--task=mnli --data_dir="$DATA" --epochs=2 --max_train_examples=10000
+        --select_epoch=best_tune --learning_rate=5e-05 --verbose=2)
+if [ ! -f "$T/metrics.json" ]; then
+  echo "== $(date +%T) teacher -> $T"
+  mkdir -p "$T"
+  python3 -m virt_tf.train --task=mnli --data_dir="$DATA" --model=cross --epochs=5 \
+    --select_epoch=best_tune --seed=0 --learning_rate=5e-05 --verbose=2 --model_dir="$T" \
+    >> "$T.log" 2>&1 || { echo "FAILED teacher"; exit 1; }
+fi
+next_run() {  # the first line whose run has not finished and did not fail this time
+  grep -v '^\s*#' "$LIST" | grep -v '^\s*$' | while read -r name dir flags; do
+    [ -f "$dir/metrics.json" ] || [ -n "${failed[$name]:-}" ] || { echo "$name $dir $flags"; break; }
+  done
+}
+declare -A failed=()
+while line=$(next_run) && [ -n "$line" ]; do
+  read -r name dir flags <<< "$line"
+  echo "== $(date +%T) $name: $flags"
+  mkdir -p "$(dirname "$dir")"
+  # shellcheck disable=SC2086
+  if python3 -m virt_tf.train "${common[@]}" --teacher_dir="$T" --model_dir="$dir" $flags \
+      >> "$dir.log" 2>&1; then
+    grep -h "accuracy" "$dir.log" | tail -1
+  else
+    echo "FAILED $name (see $dir.log)"; failed[$name]=1
+  fi
+done
+echo "== $(date +%T) done"
