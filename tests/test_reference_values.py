@@ -89,7 +89,8 @@ def ref_virt_loss(inp, norm="squared", layers=None, *, swap_mn=False, layer_scal
     """SPEC Eq. 7, one example at a time, float64:
 
     `1/(2L) sum_l [ 1/m sum_h D(Mt_xy, M_xy) + 1/n sum_h D(Mt_yx, M_yx) ]`, mean over the batch,
-    with `D` the squared Frobenius norm (``squared``) or the plain one (``frobenius``).
+    with `D` the squared Frobenius norm (``squared``) or the plain one (``frobenius``), or
+    (``kl``, beyond the paper) the sum over rows of KL(teacher row || student row).
     `Mt_xy = softmax_y(Qx Ky^T / sqrt(d_head))` (Eq. 5) on x's pieces 1..m and y's 1..n of the
     students' inputs; `M_xy = softmax_y(S[x rows, y cols])` (Eq. 6) with, in the teacher's
     `[CLS] x [SEP] y [SEP]`, x at 1..m and y at m+2..m+n+1. L = the number of distilled layers.
@@ -116,6 +117,9 @@ def ref_virt_loss(inp, norm="squared", layers=None, *, swap_mn=False, layer_scal
                 teacher_xy = _softmax(s[np.ix_(x_pos, y_pos)])
                 teacher_yx = _softmax(s[np.ix_(y_pos, x_pos)])
                 for key, a, b in (("xy", student_xy, teacher_xy), ("yx", student_yx, teacher_yx)):
+                    if norm == "kl":  # per row KL(teacher || student), summed over rows
+                        for_layer[key] += float(np.sum(b * (np.log(b) - np.log(a))))
+                        continue
                     sq = float(np.sum((a - b) ** 2))
                     for_layer[key] += sq if norm == "squared" else math.sqrt(sq)
             inv_x, inv_y = (1.0 / n, 1.0 / m) if swap_mn else (1.0 / m, 1.0 / n)
@@ -133,7 +137,7 @@ def _virt(inp, **kwargs):
 VIRT_RTOL = 2e-5   # float32 softmaxes and sums of a few hundred terms
 
 
-@pytest.mark.parametrize("norm", ["squared", "frobenius"])
+@pytest.mark.parametrize("norm", ["squared", "frobenius", "kl"])
 def test_virt_loss_matches_eq7_reference(virt_inputs, norm):
     ref = ref_virt_loss(virt_inputs, norm)
     tol = VIRT_RTOL * ref
@@ -141,13 +145,13 @@ def test_virt_loss_matches_eq7_reference(virt_inputs, norm):
     for wrong in (dict(swap_mn=True), dict(layer_scale=False), dict(y_offset=1),
                   dict(y_offset=3), dict(include_special=True)):
         assert _far(ref_virt_loss(virt_inputs, norm, **wrong), ref, tol), wrong
-    other = "frobenius" if norm == "squared" else "squared"
-    assert _far(ref_virt_loss(virt_inputs, other), ref, tol)
+    for other in {"squared", "frobenius", "kl"} - {norm}:
+        assert _far(ref_virt_loss(virt_inputs, other), ref, tol)
     assert _virt(virt_inputs, norm=norm) == pytest.approx(ref, rel=VIRT_RTOL)
 
 
 @pytest.mark.parametrize("layers", [[1], [0, 2]])
-@pytest.mark.parametrize("norm", ["squared", "frobenius"])
+@pytest.mark.parametrize("norm", ["squared", "frobenius", "kl"])
 def test_virt_loss_layer_subset_matches_reference(virt_inputs, layers, norm):
     """``layers=`` distils those layers only; 1/(2L) counts the distilled layers."""
     ref = ref_virt_loss(virt_inputs, norm, layers)
@@ -384,3 +388,40 @@ def test_logit_distillation_matches_tempered_kl(temperature):
         assert _far(kl(t, s), ref, tol)                       # T^2
     got = float(logit_distillation_loss(s, t, temperature))
     assert got == pytest.approx(ref, rel=1e-5)
+
+
+def test_logit_mse_matches_mean_squared_difference():
+    """`mean_batch mean_class (s - t)^2` (logit matching: no softmax, offsets count)."""
+    from virt_tf.losses import LogitMSELoss
+
+    rng = np.random.default_rng(13)
+    s = (2.0 * rng.normal(size=(5, 3))).astype(np.float32)
+    t = (2.0 * rng.normal(size=(5, 3))).astype(np.float32)
+    ref = float(np.mean((s.astype(np.float64) - t) ** 2))
+    assert _far(float(np.mean(np.sum((s.astype(np.float64) - t) ** 2, -1))), ref, 1e-5 * ref)
+    got = LogitMSELoss().per_example({"student": {"logits": s}, "teacher": {"logits": t}})
+    assert float(np.mean(got)) == pytest.approx(ref, rel=1e-6)
+    # a constant offset of the logits changes nothing in KL but everything here
+    shifted = LogitMSELoss().per_example({"student": {"logits": s}, "teacher": {"logits": s + 1}})
+    assert np.allclose(shifted.numpy(), 1.0, atol=1e-6)
+
+
+def test_task_loss_skips_pairs_without_gold_label():
+    """Label -1 (a teacher-labelled pair) adds 0; the rest is the mean cross-entropy of the
+    labelled pairs (scaled by batch / labelled so the batch mean is theirs)."""
+    from virt_tf.losses import TaskLoss
+
+    rng = np.random.default_rng(14)
+    logits = (2.0 * rng.normal(size=(6, 3))).astype(np.float32)
+    labels = np.array([0, -1, 2, -1, 1, 1], np.int32)
+    p = _softmax(logits.astype(np.float64))
+    kept = labels >= 0
+    ref = float(np.mean(-np.log(p[np.arange(6)[kept], labels[kept]])))
+    per = TaskLoss().per_example({"student": {"logits": logits}, "labels": labels}).numpy()
+    assert per[~kept].tolist() == [0.0, 0.0]
+    assert float(np.mean(per)) == pytest.approx(ref, rel=1e-6)
+    # all labelled: the plain mean cross-entropy
+    full = TaskLoss().per_example({"student": {"logits": logits},
+                                   "labels": np.maximum(labels, 0)}).numpy()
+    ref_full = float(np.mean(-np.log(p[np.arange(6), np.maximum(labels, 0)])))
+    assert float(np.mean(full)) == pytest.approx(ref_full, rel=1e-6)
