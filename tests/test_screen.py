@@ -1,0 +1,53 @@
+"""The lever screen's table (`virt_tf.screen`) from fabricated runs."""
+import json
+
+import numpy as np
+import pytest
+
+from virt_tf.screen import format_screen, read_screen, screen_rows
+from virt_tf.stats import mcnemar_exact
+
+
+def _run(folder, preds, labels, accuracy_of=None, **metrics):
+    folder.mkdir(parents=True)
+    probs = np.eye(3, dtype=np.float32)[preds]
+    np.savez(folder / "predictions.npz", probs=probs, labels=labels)
+    acc = float(np.mean(preds == labels))
+    (folder / "metrics.json").write_text(json.dumps(dict(accuracy=acc, **metrics)))
+    return acc
+
+
+def test_rows_compare_each_run_with_the_reference_and_the_teacher(tmp_path):
+    rng = np.random.RandomState(0)
+    labels = rng.randint(0, 3, size=200)
+    teacher = np.where(rng.rand(200) < 0.8, labels, (labels + 1) % 3)
+    ref = np.where(rng.rand(200) < 0.6, labels, (labels + 2) % 3)
+    better = np.where(rng.rand(200) < 0.7, labels, teacher)
+    t_acc = _run(tmp_path / "t", teacher, labels)
+    r_acc = _run(tmp_path / "r", ref, labels, train_seconds=100.0, total_steps=50,
+                 tune={"accuracy": 0.5})
+    b_acc = _run(tmp_path / "b", better, labels, train_seconds=300.0, total_steps=100,
+                 augmented_pairs=7)
+    screen = tmp_path / "screen.txt"
+    screen.write_text("# comment\n\nsiamese r --model=siamese\nbest b --model=dse --x=1\n"
+                      "later missing --model=virt\n")
+    runs = read_screen(screen)
+    assert runs[1] == ("best", "b", "--model=dse --x=1")
+    rows = screen_rows(runs, "siamese", "t", root=str(tmp_path))
+    assert [r["name"] for r in rows] == ["siamese", "best"]       # unfinished runs left out
+    best = rows[1]
+    assert best["gap_closed"] == pytest.approx((b_acc - r_acc) / (t_acc - r_acc))
+    only_b = int(np.sum((better == labels) & (ref != labels)))
+    only_r = int(np.sum((ref == labels) & (better != labels)))
+    assert (best["only_run_right"], best["only_reference_right"]) == (only_b, only_r)
+    assert best["mcnemar_p"] == pytest.approx(mcnemar_exact(only_b, only_r))
+    assert best["agreement_with_teacher"] == pytest.approx(np.mean(better == teacher))
+    assert best["seconds_per_step"] == pytest.approx(3.0) and best["augmented_pairs"] == 7
+    assert rows[0]["gap_closed"] == 0.0 and rows[0]["tune_accuracy"] == 0.5
+    table = format_screen(rows, "siamese", t_acc)
+    assert f"| best | `--model=dse --x=1` | {100 * b_acc:.1f} |" in table
+    # runs scored on other pairs are refused
+    _run(tmp_path / "o", ref[:100], labels[:100])
+    (tmp_path / "s2.txt").write_text("siamese r\nother o\n")
+    with pytest.raises(ValueError, match="other pairs"):
+        screen_rows(read_screen(tmp_path / "s2.txt"), "siamese", "t", root=str(tmp_path))

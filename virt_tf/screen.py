@@ -1,0 +1,94 @@
+"""A screen of training levers: runs listed as data, read back into one table.
+
+A screen list (e.g. ``configs/screens/mnli_recipe.txt``) has a line a run,
+``NAME RUN_DIR FLAGS...``; `tools/recipe_screen.sh` trains them in order. This module
+reads the finished ones (``metrics.json``, ``predictions.npz``) and compares each with a
+reference run (the fair Siamese) and the teacher on the same evaluation pairs: accuracy,
+share of the reference-to-teacher gap it closes, exact McNemar test against the
+reference, agreement with the teacher, training seconds a step.
+"""
+import json
+import os
+
+import numpy as np
+
+from virt_tf.stats import gap_closed, mcnemar_exact
+
+
+def read_screen(path):
+    """``[(name, run_dir, flags)]`` of a screen list (``#`` comments, blank lines skipped)."""
+    runs = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            name, run_dir, *flags = line.split()
+            runs.append((name, run_dir, " ".join(flags)))
+    return runs
+
+
+def _finished(run_dir):
+    path = os.path.join(run_dir, "metrics.json")
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        metrics = json.load(f)
+    with np.load(os.path.join(run_dir, "predictions.npz")) as saved:
+        return metrics, saved["probs"].argmax(axis=1), saved["labels"]
+
+
+def screen_rows(runs, reference, teacher_dir, root="."):
+    """One dict a finished run of ``runs`` (as `read_screen` gives them), compared with the
+    run named ``reference`` and with the teacher in ``teacher_dir``."""
+    teacher = _finished(os.path.join(root, teacher_dir))
+    by_name = {name: _finished(os.path.join(root, d)) for name, d, _ in runs}
+    if teacher is None or by_name.get(reference) is None:
+        return []
+    t_metrics, t_pred, labels = teacher
+    r_metrics, r_pred, r_labels = by_name[reference]
+    if not np.array_equal(labels, r_labels):
+        raise ValueError(f"{reference} and the teacher were scored on different pairs")
+    rows = []
+    for name, _, flags in runs:
+        found = by_name[name]
+        if found is None:
+            continue
+        metrics, pred, run_labels = found
+        if not np.array_equal(run_labels, labels):
+            raise ValueError(f"{name} was scored on other pairs than the teacher")
+        right, ref_right = pred == labels, r_pred == labels
+        only_run, only_ref = int(np.sum(right & ~ref_right)), int(np.sum(ref_right & ~right))
+        steps = metrics.get("total_steps") or 0
+        rows.append({
+            "name": name, "flags": flags, "accuracy": metrics["accuracy"],
+            "tune_accuracy": metrics.get("tune", {}).get("accuracy"),
+            "gap_closed": gap_closed(metrics["accuracy"], r_metrics["accuracy"],
+                                     t_metrics["accuracy"]),
+            "only_run_right": only_run, "only_reference_right": only_ref,
+            "mcnemar_p": mcnemar_exact(only_run, only_ref),
+            "agreement_with_teacher": float(np.mean(pred == t_pred)),
+            "seconds_per_step": metrics["train_seconds"] / steps if steps else None,
+            "train_minutes": metrics.get("train_seconds", 0) / 60.0,
+            "augmented_pairs": metrics.get("augmented_pairs", 0),
+            "steps": steps})
+    return rows
+
+
+def format_screen(rows, reference, teacher_accuracy=None):
+    """The rows as a Markdown table (accuracies in %)."""
+    head = ("| run | flags | dev | tune | gap closed | vs " + reference +
+            " (only run / only ref, p) | agrees w/ teacher | steps | s/step | train min |")
+    lines = [head, "|" + "---|" * 10]
+    for r in rows:
+        tune = "-" if r["tune_accuracy"] is None else f"{100 * r['tune_accuracy']:.1f}"
+        sps = "-" if r["seconds_per_step"] is None else f"{r['seconds_per_step']:.2f}"
+        test = ("-" if r["name"] == reference else
+                f"{r['only_run_right']} / {r['only_reference_right']}, p = {r['mcnemar_p']:.2g}")
+        lines.append(f"| {r['name']} | `{r['flags']}` | {100 * r['accuracy']:.1f} | {tune} | "
+                     f"{100 * r['gap_closed']:.0f}% | {test} | "
+                     f"{100 * r['agreement_with_teacher']:.1f} | {r['steps']} | {sps} | "
+                     f"{r['train_minutes']:.0f} |")
+    if teacher_accuracy is not None:
+        lines.append(f"\nTeacher: {100 * teacher_accuracy:.1f}.")
+    return "\n".join(lines)
