@@ -428,3 +428,15 @@ def test_eacces_runner_refuses_writes_under_its_folder(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert proc.stdout.strip() == f"refused {errno.EACCES}", proc.stderr
     assert os.listdir(folder) == []
+
+
+def test_a_full_disk_is_refused_before_any_work(tmp_path, monkeypatch):
+    from virt_tf import paths
+    from virt_tf.errors import PathError
+
+    monkeypatch.setattr(paths, "_free_bytes", lambda folder: 4096)
+    with pytest.raises(PathError, match=r"--model_dir .*: the disk is full \(4096 bytes free\)"):
+        paths.check_output_dir("model_dir", str(tmp_path / "run"))
+    with pytest.raises(PathError, match=r"--output .*: the disk is full"):
+        paths.check_output_file("output", str(tmp_path / "x.json"))
+    assert os.listdir(tmp_path) == []
