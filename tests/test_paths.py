@@ -440,3 +440,19 @@ def test_a_full_disk_is_refused_before_any_work(tmp_path, monkeypatch):
     with pytest.raises(PathError, match=r"--output .*: the disk is full"):
         paths.check_output_file("output", str(tmp_path / "x.json"))
     assert os.listdir(tmp_path) == []
+
+
+def test_os_error_under_an_input_is_a_path_error_not_a_write_error(tmp_path):
+    from virt_tf import paths
+    from virt_tf.errors import PathError, WriteError
+
+    roots = [("data_dir", str(tmp_path / "data"), paths.INPUT_DIR),
+             ("model_dir", str(tmp_path / "run"), paths.OUTPUT_DIR)]
+    denied = PermissionError(errno.EACCES, os.strerror(errno.EACCES),
+                             str(tmp_path / "data" / "train.tsv"))
+    with pytest.raises(PathError) as info:
+        with paths.os_errors_as_user_errors(roots):
+            raise denied
+    assert not isinstance(info.value, WriteError)
+    assert str(info.value).startswith(f"--data_dir {tmp_path / 'data'}: ")
+    assert "Permission denied (not readable" in str(info.value)

@@ -222,10 +222,15 @@ def write_cache(path, cache):
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        np.savez(f, ids=np.asarray(cache.ids, dtype=str), offsets=cache.offsets,
-                 states=cache.states, meta=np.asarray(json.dumps(cache.meta)))
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, ids=np.asarray(cache.ids, dtype=str), offsets=cache.offsets,
+                     states=cache.states, meta=np.asarray(json.dumps(cache.meta)))
+        os.replace(tmp, path)
+    except OSError:  # a full disk: leave no part behind
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
     return os.path.getsize(path)
 
 

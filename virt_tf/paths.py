@@ -263,14 +263,14 @@ def _tf_io_error(error):
 
 
 def flag_roots(flag_values, specs):
-    """``[(flag, path), ...]``: every path given to the flags of ``specs``."""
-    return [(spec.name, path) for spec in specs
+    """``[(flag, path, kind), ...]``: every path given to the flags of ``specs``."""
+    return [(spec.name, path, spec.kind) for spec in specs
             for path in values(flag_values, dataclasses.replace(spec, unless=()))]
 
 
 def user_path_of(error, roots):
-    """``(flag, root, path)`` when ``error`` is an OS error on a ``path`` under one of
-    ``roots`` (``(flag, user-given path)`` pairs), else None."""
+    """``(flag, root, kind, path)`` when ``error`` is an OS error on a ``path`` under one
+    of ``roots`` (``(flag, user-given path[, kind])`` tuples), else None."""
     if isinstance(error, OSError):
         if error.errno is not None and error.errno not in USER_ERRNOS:
             return None
@@ -281,20 +281,22 @@ def user_path_of(error, roots):
         if text is None:
             return None
         named = []
-    for flag, root in roots:
+    for flag, root, *kind in roots:
+        kind = kind[0] if kind else OUTPUT_DIR
         if not root:
             continue
         for path in named:
             path = os.fsdecode(path)
             if _inside(path, root):
-                return flag, root, path
+                return flag, root, kind, path
         if not named and (root in text or os.path.abspath(root) in text):
-            return flag, root, root
+            return flag, root, kind, root
     return None
 
 
-def describe(error):
-    """What went wrong, on one line, with a hint for a full disk or a refused write."""
+def describe(error, output=True):
+    """What went wrong, on one line, with a hint for a full disk or a refused access
+    (``output``: a write, else a read)."""
     code = getattr(error, "errno", None)
     text = _reason(error)
     tf_error = _tf_io_error(error)
@@ -305,14 +307,16 @@ def describe(error):
     if code in (errno.ENOSPC, errno.EDQUOT):
         return f"{text} (the disk is full: free space and run the same command again)"
     if code in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return f"{text} (not writable: fix the permissions and run the same command again)"
+        return (f"{text} (not {'writable' if output else 'readable'}: fix the permissions "
+                "and run the same command again)")
     return text
 
 
 @contextlib.contextmanager
 def os_errors_as_user_errors(roots):
-    """OS errors on paths under ``roots`` (``(flag, user-given path)`` pairs, see
-    `flag_roots`) become `WriteError`s naming the flag, its path and the file.
+    """OS errors on paths under ``roots`` (``(flag, user-given path[, kind])`` tuples, see
+    `flag_roots`) become user errors naming the flag, its path and the file: a
+    `WriteError` under an output (or a path of no kind), a `PathError` under an input.
 
     Any other error, an OS error on another path included, passes unchanged (a bug).
     """
@@ -324,9 +328,11 @@ def os_errors_as_user_errors(roots):
         found = user_path_of(e, roots)
         if found is None:
             raise
-        flag, root, path = found
-        one_line = " ".join(describe(e).split())
-        raise WriteError(f"{_where(flag, root)}: {path}: {one_line}") from e
+        flag, root, kind, path = found
+        output = kind in (OUTPUT_DIR, OUTPUT_FILE)
+        one_line = " ".join(describe(e, output).split())
+        error_class = WriteError if output else PathError
+        raise error_class(f"{_where(flag, root)}: {path}: {one_line}") from e
 
 
 def is_io_error(error):

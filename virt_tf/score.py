@@ -173,12 +173,17 @@ def write_scores(path, pairs, probs, labels):
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write("\t".join(["id_a", "id_b", "label"] + [f"p_{l}" for l in labels]) + "\n")
-        for (a, b), p in zip(pairs, probs):
-            f.write("\t".join([a, b, str(labels[int(np.argmax(p))])]
-                              + [f"{x:.8g}" for x in p]) + "\n")
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write("\t".join(["id_a", "id_b", "label"] + [f"p_{l}" for l in labels]) + "\n")
+            for (a, b), p in zip(pairs, probs):
+                f.write("\t".join([a, b, str(labels[int(np.argmax(p))])]
+                                  + [f"{x:.8g}" for x in p]) + "\n")
+        os.replace(tmp, path)
+    except OSError:  # a full disk: leave no part behind
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 

@@ -292,19 +292,40 @@ def stage_settings(model_name, cfg, data, pretrained, teacher, epochs, spe):
     return settings
 
 
+def _logged_step(line):
+    """The step of a ``train_log.jsonl`` line; inf for a blank or torn one (dropped)."""
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError, TypeError):
+        return math.inf
+
+
+def write_text_atomic(path, text):
+    """Write ``text`` to ``path`` through a temporary file (no part left on a failure)."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+
+
 class TrainLog(keras.callbacks.Callback):
     """Appends the running training metrics every ``every`` steps, and each epoch's
     metrics with its tune-split results, to ``train_log.jsonl`` (for curves and for
-    choosing the epoch). A resumed run drops the lines past its restored step."""
+    choosing the epoch). A resumed run drops the lines past its restored step, and a
+    line torn by a failed write (a full disk)."""
 
     def __init__(self, path, every, start_step):
         super().__init__()
         self.path, self.every = path, int(every)
         if os.path.exists(path):
             with open(path, encoding="utf-8") as f:
-                lines = [l for l in f if l.strip() and json.loads(l)["step"] <= start_step]
-            with open(path, "w", encoding="utf-8") as f:
-                f.writelines(lines)
+                lines = [l.rstrip("\n") + "\n" for l in f if _logged_step(l) <= start_step]
+            write_text_atomic(path, "".join(lines))
 
     def _write(self, record):
         with open(self.path, "a", encoding="utf-8") as f:
