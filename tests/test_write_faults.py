@@ -164,3 +164,26 @@ def test_final_save_fault_keeps_the_trained_weights_and_the_rerun_only_saves(run
     assert snap["train_log"] and \
         (r["dir"] / "train_log.jsonl").read_text(encoding="utf-8") == snap["train_log"]
     assert "Epoch 2/2" not in r["runs"][2].stdout and "Epoch 2/2" in r["runs"][1].stdout
+
+
+def test_a_real_enospc_in_the_weights_writer_is_a_write_error_and_leaves_no_part(tmp_path):
+    """No injection: Keras' HDF5 writer hits a real ENOSPC from the kernel (its temporary
+    file is a link to /dev/full, where every write fails so)."""
+    from virt_tf.config import preset
+    from virt_tf.errors import WriteError
+    from virt_tf.modeling.encoder import EncoderConfig
+    from virt_tf.models import registry
+    from virt_tf.safe_writes import final_write
+
+    model = registry.build_now(registry.build_classifier(
+        "cross", EncoderConfig.from_dict(preset("tiny")), 2))
+    tmp = tmp_path / "model.weights.h5.tmp.weights.h5"
+    os.symlink("/dev/full", tmp)
+    with pytest.raises(WriteError) as info:
+        with final_write(str(tmp_path), str(tmp_path / "checkpoints")):
+            model.save_weights(str(tmp))
+    message = str(info.value)
+    assert message.startswith(f"{tmp_path}: could not write the trained model: "
+                              "No space left on device (the disk is full"), message
+    assert "\n" not in message
+    assert os.listdir(tmp_path) == []

@@ -72,7 +72,12 @@ def _where(flag, path):
 
 
 def _reason(error):
-    """'No space left on device' for an OSError, the first line of anything else."""
+    """'No space left on device' for an OSError, the first line of anything else.
+
+    An OSError with an errno is described by it alone: h5py, say, puts a long dump
+    of its own into ``strerror``."""
+    if isinstance(error, OSError) and error.errno is not None:
+        return os.strerror(error.errno)
     if isinstance(error, OSError) and error.strerror:
         return error.strerror
     lines = [l.strip() for l in str(error).splitlines() if l.strip()]
