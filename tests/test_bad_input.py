@@ -128,7 +128,7 @@ def _cases(root, vocab_file):
     d = _rte(root, "missing", dev=False)
     cases["missing data file"] = ([f"--data_dir={d}"], [str(d / "dev.tsv"), "file not found"])
     cases["missing data folder"] = ([f"--data_dir={root / 'nowhere'}"],
-                                    [str(root / "nowhere" / "train.tsv"), "file not found"])
+                                    [f"--data_dir {root / 'nowhere'}", "folder not found"])
     d = _rte(root, "empty", train="")
     cases["empty file"] = ([f"--data_dir={d}"], [str(d / "train.tsv"), "file is empty"])
     d = _rte(root, "header_only", train=HEADER)
@@ -269,7 +269,7 @@ def results(tmp_path_factory, repo_dir, vocab_file):
 
 
 # case -> the `virt_tf.errors` class the CLI must report (raised where the input is checked)
-BAD = {"missing data file": "DataError", "missing data folder": "DataError",
+BAD = {"missing data file": "DataError", "missing data folder": "MissingFileError",
        "empty file": "DataError", "header without rows": "DataError",
        "wrong column count": "DataError", "unknown label": "DataError",
        "bytes that are not UTF-8": "DataError", "invalid JSON line": "DataError",
@@ -277,7 +277,7 @@ BAD = {"missing data file": "DataError", "missing data folder": "DataError",
        "negative alpha": "ConfigError", "batch size 0": "ConfigError",
        "learning rate NaN": "ConfigError", "max_seq_length out of range": "ConfigError",
        "config file of the wrong kind": "ConfigError",
-       "teacher folder of the wrong format": "ConfigError",
+       "teacher folder of the wrong format": "PathError",
        "teacher weights with mis-shaped variables": "CheckpointError",
        "resume checkpoint with mis-shaped variables": "StageError",
        "checkpoint folder of the wrong format": "StageError",

@@ -254,4 +254,4 @@ def test_encode_and_score_commands(setup, end_to_end, tmp_path):
         capture_output=True, text=True, env=_env(), cwd=REPO, timeout=300)
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines()[-1] == \
-        f"error: DataError: {tmp_path / 'absent.npz'}: cache file not found"
+        f"error: MissingFileError: --cache {tmp_path / 'absent.npz'}: file not found"

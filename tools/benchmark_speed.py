@@ -38,7 +38,12 @@ if REPO not in sys.path:
     sys.path.insert(0, REPO)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags, logging  # noqa: E402
+from absl import flags, logging  # noqa: E402
+
+from virt_tf import paths  # noqa: E402
+from virt_tf import cli  # noqa: E402
+from virt_tf.errors import ConfigError  # noqa: E402
+from virt_tf.paths import PathFlag  # noqa: E402
 
 FLAGS = flags.FLAGS
 DEFAULT_DATA = os.environ.get("VIRT_TF_DATA", os.path.join(os.path.dirname(REPO), "shared",
@@ -430,19 +435,25 @@ def run(task_name, data_dir, encoder_preset=None, models=("cross", "siamese", "v
     return results
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from virt_tf.cli import run_cli  # pylint: disable=import-outside-toplevel
-    return run_cli(_main)
+PATH_FLAGS = (PathFlag("data_dir", paths.INPUT_DIR), PathFlag("encode_file", paths.INPUT_FILE),
+              PathFlag("baseline_json", paths.INPUT_FILE), PathFlag("st_model", paths.INPUT_DIR),
+              PathFlag("sentence_transformers_python", paths.INPUT_FILE),
+              PathFlag("output", paths.OUTPUT_FILE))
+
+
+def main():
+    """Check the flags and paths, then benchmark (OS errors on them are user errors)."""
+    for value in FLAGS.buckets:
+        if value.lower() not in ("true", "false"):
+            raise ConfigError(f"--buckets takes true/false, got {value!r}")
+    used = [s for s in PATH_FLAGS if s.name != "encode_file" or FLAGS.encode_texts]
+    paths.check_flags(FLAGS, used)
+    with paths.os_errors_as_user_errors(paths.flag_roots(FLAGS, used)):
+        return _main()
 
 
 def _main():
-    buckets = []
-    for value in FLAGS.buckets:
-        if value.lower() not in ("true", "false"):
-            raise app.UsageError(f"--buckets takes true/false, got {value!r}")
-        buckets.append(value.lower() == "true")
+    buckets = [value.lower() == "true" for value in FLAGS.buckets]
     results = run(FLAGS.task, FLAGS.data_dir, FLAGS.encoder_preset, FLAGS.models,
                   FLAGS.precisions, buckets, FLAGS.steps, FLAGS.warmup, FLAGS.batch_size,
                   FLAGS.max_seq_length, FLAGS.max_train_examples, FLAGS.encode_file,
@@ -464,4 +475,4 @@ def _main():
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run(main)

@@ -9,14 +9,17 @@ for every pair of the others the same test on agreeing with the first instead of
   python tools/compare_runs.py --data_dir=../shared/data/bench/mnli \
       --model_dirs=runs/mnli/teacher,runs/mnli/siamese_s0,runs/mnli/virt_a3_s0
 """
-import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 
+from virt_tf import paths  # noqa: E402
+from virt_tf.cli import run  # noqa: E402
+from virt_tf.errors import ConfigError  # noqa: E402
+from virt_tf.paths import PathFlag  # noqa: E402
 from virt_tf.stats import compare, mcnemar_exact  # noqa: E402,F401
 
 FLAGS = flags.FLAGS
@@ -31,14 +34,24 @@ def define_flags():
     flags.DEFINE_string("output", None, "Also write the numbers as JSON here.")
 
 
-def main(argv):
-    del argv
+PATH_FLAGS = (PathFlag("model_dirs", paths.MODEL_DIR), PathFlag("data_dir", paths.INPUT_DIR),
+              PathFlag("output", paths.OUTPUT_FILE))
+
+
+def main():
+    """Check the flags and paths, then compare (OS errors on them are user errors)."""
+    if len(FLAGS.model_dirs) < 2:
+        raise ConfigError("--model_dirs needs at least two model directories")
+    paths.check_flags(FLAGS, PATH_FLAGS)
+    with paths.os_errors_as_user_errors(paths.flag_roots(FLAGS, PATH_FLAGS)):
+        return _compare()
+
+
+def _compare():
     from virt_tf.evaluation import predict_probs  # pylint: disable=import-outside-toplevel
     from virt_tf.loading import load  # pylint: disable=import-outside-toplevel
     from virt_tf.training import load_predictions  # pylint: disable=import-outside-toplevel
 
-    if len(FLAGS.model_dirs) < 2:
-        raise app.UsageError("--model_dirs needs at least two model directories")
     predictions, labels, task_name, split = {}, None, None, None
     for d in FLAGS.model_dirs:
         matcher = load(d)
@@ -49,7 +62,7 @@ def main(argv):
             examples = examples[:FLAGS.max_examples] if FLAGS.max_examples else examples
             labels = [e.label for e in examples]
         elif conf["task"] != task_name:
-            raise app.UsageError(f"{d} is a {conf['task']} model, the first is {task_name}")
+            raise ConfigError(f"{d} is a {conf['task']} model, the first is {task_name}")
         name = os.path.relpath(d, os.path.dirname(os.path.normpath(FLAGS.model_dirs[0])))
         cached = load_predictions(d, split, examples)  # written by training: no re-scoring
         probs = cached[0] if cached is not None else predict_probs(
@@ -76,11 +89,11 @@ def main(argv):
                 print(f"| {p['a']} | {p['b']} | {p['only_a_agrees']} | {p['only_b_agrees']} | "
                       f"{p['agreement_p']:.3g} |")
     if FLAGS.output:
-        with open(FLAGS.output, "w", encoding="utf-8") as f:
-            json.dump(dict(result, task=task_name, split=split, examples=len(labels)), f, indent=2)
+        from virt_tf.training import write_json  # pylint: disable=import-outside-toplevel
+        write_json(FLAGS.output, dict(result, task=task_name, split=split, examples=len(labels)))
     return 0
 
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    run(main)

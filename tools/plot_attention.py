@@ -10,7 +10,11 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
+
+from virt_tf import paths  # noqa: E402
+from virt_tf.cli import require_flags, run  # noqa: E402
+from virt_tf.paths import PathFlag  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -46,8 +50,19 @@ def maps(student, teacher, features):
     return out
 
 
-def main(argv):
-    del argv
+PATH_FLAGS = (PathFlag("student_dir", paths.MODEL_DIR), PathFlag("teacher_dir", paths.MODEL_DIR),
+              PathFlag("output", paths.OUTPUT_FILE))
+
+
+def main():
+    """Check the flags and paths, then plot (OS errors on them are user errors)."""
+    require_flags(FLAGS, ("student_dir", "teacher_dir"))
+    paths.check_flags(FLAGS, PATH_FLAGS)
+    with paths.os_errors_as_user_errors(paths.flag_roots(FLAGS, PATH_FLAGS)):
+        return _plot()
+
+
+def _plot():
     import matplotlib  # pylint: disable=import-outside-toplevel
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
@@ -81,5 +96,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    flags.mark_flags_as_required(["student_dir", "teacher_dir"])
-    app.run(main)
+    run(main)

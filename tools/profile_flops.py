@@ -37,7 +37,11 @@ if REPO not in sys.path:
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags, logging  # noqa: E402
+from absl import flags, logging  # noqa: E402
+
+from virt_tf import paths  # noqa: E402
+from virt_tf.cli import run  # noqa: E402
+from virt_tf.paths import PathFlag  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -295,11 +299,14 @@ def format_table(results, encoder_name=""):
     return "\n".join(lines)
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from virt_tf.cli import run_cli  # pylint: disable=import-outside-toplevel
-    return run_cli(_main)
+PATH_FLAGS = (PathFlag("output", paths.OUTPUT_FILE),)
+
+
+def main():
+    """Check the output path, then profile (OS errors on it are user errors)."""
+    paths.check_flags(FLAGS, PATH_FLAGS)
+    with paths.os_errors_as_user_errors(paths.flag_roots(FLAGS, PATH_FLAGS)):
+        return _main()
 
 
 def _main():
@@ -321,4 +328,4 @@ def _main():
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    run(main)

@@ -34,9 +34,12 @@ if REPO not in sys.path:
     sys.path.insert(0, REPO)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 
+from virt_tf import paths  # noqa: E402
+from virt_tf.cli import run  # noqa: E402
 from virt_tf.errors import ConfigError  # noqa: E402
+from virt_tf.paths import PathFlag  # noqa: E402
 from virt_tf.stats import gap_closed, mean_spread, paired  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -562,16 +565,20 @@ def update_readme(report_md, output, readme=os.path.join(REPO, "README.md")):
     os.replace(readme + ".tmp", readme)
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from virt_tf.cli import run_cli  # pylint: disable=import-outside-toplevel
-    return run_cli(_main)
+PATH_FLAGS = (PathFlag("data_root", paths.INPUT_DIR, unless=("report_only", "plan")),
+              PathFlag("output", paths.OUTPUT_DIR))
+
+
+def main():
+    """Check the flags and paths, then run (OS errors on them are user errors)."""
+    if not FLAGS.output:
+        raise ConfigError("--output is required (e.g. results/NAME)")
+    paths.check_flags(FLAGS, PATH_FLAGS)
+    with paths.os_errors_as_user_errors(paths.flag_roots(FLAGS, PATH_FLAGS)):
+        return _main()
 
 
 def _main():
-    if not FLAGS.output:
-        raise ConfigError("--output is required (e.g. results/NAME)")
     grid = load_grid()
     tasks, rows, seeds = FLAGS.tasks, FLAGS.models or list(grid["rows"]), FLAGS.seeds
     lr_grid = [float(x) for x in (FLAGS.lr_grid or grid["protocol"]["lr_grid"])]
@@ -630,4 +637,4 @@ def _main():
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    run(main)

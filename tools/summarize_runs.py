@@ -11,6 +11,13 @@ import json
 import os
 import re
 import statistics
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from virt_tf import paths  # noqa: E402
+from virt_tf.cli import run_cli  # noqa: E402
+from virt_tf.errors import ConfigError  # noqa: E402
 
 
 def collect(root):
@@ -34,15 +41,25 @@ def fmt(values, scale=100.0):
     return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are `ConfigError`s: one ``error:`` line, exit 2."""
+
+    def error(self, message):
+        raise ConfigError(f"{message} (see --help)")
+
+
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    """Parse the arguments, check the root folder, print the table."""
+    parser = _Parser(description=__doc__.splitlines()[0])
     parser.add_argument("root")
     parser.add_argument("--metric", default="accuracy")
     parser.add_argument("--gap", default="teacher,siamese",
                         help="TOP,BOTTOM groups: add the share of the BOTTOM-to-TOP gap "
                              "each run closes (mean accuracies), when both groups exist")
     args = parser.parse_args()
-    rows = collect(args.root)
+    paths.check_input_dir("ROOT", args.root)
+    with paths.os_errors_as_user_errors([("ROOT", args.root)]):
+        rows = collect(args.root)
     top, bottom = (args.gap.split(",") + [""])[:2]
     mean = lambda g: statistics.mean(m[args.metric] for m in rows[g])  # noqa: E731
     gap = (mean(top), mean(bottom)) if top in rows and bottom in rows else None
@@ -62,4 +79,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -9,13 +9,17 @@ default the MiniLM package).
   python tools/virt_alignment.py --teacher_dir=runs/rte/teacher --data_dir=../shared/data/rte \
       --student_dirs=runs/rte/siamese_s0,runs/rte/virt_a3_s0 --include_init
 """
-import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
+
+from virt_tf import paths  # noqa: E402
+from virt_tf.cli import run  # noqa: E402
+from virt_tf.errors import ConfigError  # noqa: E402
+from virt_tf.paths import PathFlag  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -79,14 +83,25 @@ def plot_rows(rows, path, title):
     fig.savefig(path, dpi=110)
 
 
-def main(argv):
-    del argv
+PATH_FLAGS = (PathFlag("teacher_dir", paths.MODEL_DIR), PathFlag("student_dirs", paths.MODEL_DIR),
+              PathFlag("init_checkpoint", paths.CHECKPOINT), PathFlag("data_dir", paths.INPUT_DIR),
+              PathFlag("output", paths.OUTPUT_FILE), PathFlag("plot", paths.OUTPUT_FILE))
+
+
+def main():
+    """Check the flags and paths, then measure (OS errors on them are user errors)."""
+    if not FLAGS.teacher_dir:
+        raise ConfigError("--teacher_dir is required")
+    paths.check_flags(FLAGS, PATH_FLAGS)
+    with paths.os_errors_as_user_errors(paths.flag_roots(FLAGS, PATH_FLAGS)):
+        return _measure()
+
+
+def _measure():
     from virt_tf.data.pipeline import eval_dataset  # pylint: disable=import-outside-toplevel
     from virt_tf.loading import load  # pylint: disable=import-outside-toplevel
     from virt_tf.modeling.checkpoints import load_encoder  # pylint: disable=import-outside-toplevel
 
-    if not FLAGS.teacher_dir:
-        raise app.UsageError("--teacher_dir is required")
     matcher = load(FLAGS.teacher_dir)
     teacher, tconf, task = matcher.classifier, matcher.config, matcher.task
     split = FLAGS.split or tconf.get("eval_split", "dev")
@@ -120,12 +135,12 @@ def main(argv):
         plot_rows(rows, FLAGS.plot, f"student vs teacher maps, {len(examples)} {task.name} "
                                     f"{split} pairs")
     if FLAGS.output:
-        with open(FLAGS.output, "w", encoding="utf-8") as f:
-            json.dump({"task": task.name, "split": split, "examples": len(examples),
-                       "teacher": FLAGS.teacher_dir, "per_layer": rows}, f, indent=2)
+        from virt_tf.training import write_json  # pylint: disable=import-outside-toplevel
+        write_json(FLAGS.output, {"task": task.name, "split": split, "examples": len(examples),
+                                  "teacher": FLAGS.teacher_dir, "per_layer": rows})
     return 0
 
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    run(main)

@@ -5,6 +5,12 @@ fit, a non-finite loss, a stage directory that cannot be resumed, a missing
 file), raised where the input is checked, prints a single line
 ``error: <Class>: <message>`` on stderr, never a traceback, and exits with code
 2. Anything else is a bug: it keeps its traceback and exits with code 1.
+
+Flags are parsed by `parse_flags` (`run` passes it to ``absl.app.run``): an
+unknown flag, an unknown enum value or a value of the wrong type is a
+`ConfigError` line with exit 2 too, instead of absl's "FATAL Flags parsing
+error" (exit 1). Every entry point and tool starts with `run`; each checks its
+path flags (`virt_tf.paths`) before any work.
 """
 import gc
 import sys
@@ -33,6 +39,12 @@ def run_cli(fn):
     except user_error_types() as e:
         logging.debug("user error", exc_info=True)
         message = f"{type(e).__name__}: {one_line(e)}"
+    report_user_error(message)  # outside the except block: the failed run's frames are freed
+
+
+def report_user_error(message):
+    """Print ``message`` (``<Class>: <text>``) as the last line ``error: ...`` on stderr
+    and exit 2."""
     # Objects of the failed run (a half-restored checkpoint...) may log warnings when
     # they are collected; let them do so now so that the error is the last line.
     gc.collect()
@@ -50,11 +62,40 @@ def require_flags(flag_values, names):
             raise ConfigError(f"--{name} is required")
 
 
+def _refuse_stray_arguments(argv):
+    from virt_tf.errors import ConfigError  # pylint: disable=import-outside-toplevel
+    if len(argv) > 1:
+        raise ConfigError(f"unexpected arguments: {' '.join(argv[1:])} (flags are "
+                          "--name=value; see --help)")
+
+
 def absl_main(fn):
     """An absl ``main(argv)`` that refuses stray arguments and runs ``fn`` under `run_cli`."""
     def main(argv):
-        if len(argv) > 1:
-            from absl import app  # pylint: disable=import-outside-toplevel
-            raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-        return run_cli(fn)
+        return run_cli(lambda: _refuse_stray_arguments(argv) or fn())
     return main
+
+
+def parse_flags(argv):
+    """absl's ``flags_parser``: a flag error is one `ConfigError` line and exit 2.
+
+    Unknown flags, enum values outside their choices, values of the wrong type
+    and missing required flags are all user errors. Returns the remaining
+    arguments (``argv[0]`` first), as absl's own parser does.
+    """
+    from absl import flags  # pylint: disable=import-outside-toplevel
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        from virt_tf.errors import ConfigError  # pylint: disable=import-outside-toplevel
+        message = f"{ConfigError.__name__}: {one_line(e)} (see --help)"
+    report_user_error(message)
+
+
+def run(fn, argv=None):
+    """The whole command: parse flags (`parse_flags`), then ``fn()`` under `run_cli`.
+
+    Every entry point's ``__main__`` calls this after defining its flags.
+    """
+    from absl import app  # pylint: disable=import-outside-toplevel
+    app.run(absl_main(fn), argv=argv, flags_parser=parse_flags)

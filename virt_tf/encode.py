@@ -37,9 +37,11 @@ import os
 import sys
 
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 
-from virt_tf.cli import absl_main, require_flags
+from virt_tf import paths
+from virt_tf.cli import absl_main, require_flags, run
+from virt_tf.paths import PathFlag
 
 FLAGS = flags.FLAGS
 CACHE_FORMAT = "virt_tf.state_cache"
@@ -220,10 +222,15 @@ def write_cache(path, cache):
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        np.savez(f, ids=np.asarray(cache.ids, dtype=str), offsets=cache.offsets,
-                 states=cache.states, meta=np.asarray(json.dumps(cache.meta)))
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, ids=np.asarray(cache.ids, dtype=str), offsets=cache.offsets,
+                     states=cache.states, meta=np.asarray(json.dumps(cache.meta)))
+        os.replace(tmp, path)
+    except OSError:  # a full disk: leave no part behind
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
     return os.path.getsize(path)
 
 
@@ -302,10 +309,16 @@ def human_size(n):
 
 
 
+PATH_FLAGS = (PathFlag("model_dir", paths.MODEL_DIR), PathFlag("input", paths.INPUT_FILE),
+              PathFlag("output", paths.OUTPUT_FILE))
+
+
 def _encode():
     require_flags(FLAGS, ("model_dir", "input", "output"))
-    result = encode_file(FLAGS.model_dir, FLAGS.input, FLAGS.output, FLAGS.float16,
-                         FLAGS.batch_size, FLAGS.max_seq_length)
+    paths.check_flags(FLAGS, PATH_FLAGS)
+    with paths.os_errors_as_user_errors(paths.flag_roots(FLAGS, PATH_FLAGS)):
+        result = encode_file(FLAGS.model_dir, FLAGS.input, FLAGS.output, FLAGS.float16,
+                             FLAGS.batch_size, FLAGS.max_seq_length)
     logging.info("encoded %s", result)
     print(f"wrote {result['texts']} texts ({result['pieces']} word-piece states, "
           f"{result['dtype']}) to {result['path']}: {human_size(result['bytes'])} "
@@ -317,5 +330,5 @@ main = absl_main(_encode)
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    run(_encode)
     sys.exit(0)

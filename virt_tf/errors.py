@@ -37,9 +37,20 @@ class ServingInputError(UserError, ValueError):
     """Inputs of a serving function with the wrong dtype or shape."""
 
 
-class MissingFileError(UserError, FileNotFoundError):
+class PathError(UserError, OSError):
+    """A path the user gave is of the wrong kind (a file where a folder is wanted...),
+    cannot be read or written, or is empty; the message names the flag and the path.
+    Raised by `virt_tf.paths` before any work starts."""
+
+
+class WriteError(PathError):
+    """Writing under a path the user gave failed during the run (a full disk, a folder
+    made read-only or removed): the message names the path and what was kept."""
+
+
+class MissingFileError(PathError, FileNotFoundError):
     """A file or directory the user named does not exist."""
 
 
-class ExistingFileError(UserError, FileExistsError):
+class ExistingFileError(PathError, FileExistsError):
     """An output the user named exists and may not be replaced."""

@@ -7,9 +7,12 @@ in `virt_tf.evaluation`.
 import json
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 
+from virt_tf import paths
+from virt_tf.cli import absl_main, require_flags, run
 from virt_tf.evaluation import compute_metrics, evaluate_examples, predict_probs  # noqa: F401
+from virt_tf.paths import PathFlag
 
 
 FLAGS = flags.FLAGS
@@ -25,17 +28,20 @@ def define_flags():
     flags.DEFINE_string("output", None, "Write the metrics JSON here as well.")
 
 
-def main(argv):
-    del argv
-    from virt_tf.cli import run_cli  # pylint: disable=import-outside-toplevel
-    return run_cli(_evaluate)
+PATH_FLAGS = (PathFlag("model_dir", paths.MODEL_DIR), PathFlag("data_dir", paths.INPUT_DIR),
+              PathFlag("output", paths.OUTPUT_FILE))
 
 
 def _evaluate():
-    from virt_tf.cli import require_flags  # pylint: disable=import-outside-toplevel
+    require_flags(FLAGS, ("model_dir",))
+    paths.check_flags(FLAGS, PATH_FLAGS)
+    with paths.os_errors_as_user_errors(paths.flag_roots(FLAGS, PATH_FLAGS)):
+        return _evaluate_checked()
+
+
+def _evaluate_checked():
     from virt_tf.loading import load  # pylint: disable=import-outside-toplevel
 
-    require_flags(FLAGS, ("model_dir",))
     matcher = load(FLAGS.model_dir)
     split = FLAGS.split or matcher.config.get("eval_split", "dev")
     examples = matcher.read_split(FLAGS.data_dir, split, FLAGS.skip_bad_rows)
@@ -46,12 +52,14 @@ def _evaluate():
     logging.info("metrics: %s", metrics)
     print(json.dumps(metrics, indent=2))
     if FLAGS.output:
-        with open(FLAGS.output, "w", encoding="utf-8") as f:
-            json.dump(metrics, f, indent=2)
+        from virt_tf.training import write_json  # pylint: disable=import-outside-toplevel
+        write_json(FLAGS.output, metrics)
     return 0
 
 
+main = absl_main(_evaluate)
+
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    run(_evaluate)
     sys.exit(0)

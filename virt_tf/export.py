@@ -28,9 +28,12 @@ import os
 import shutil
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 
+from virt_tf import paths
+from virt_tf.cli import absl_main, require_flags, run
 from virt_tf.errors import ConfigError, ExistingFileError
+from virt_tf.paths import PathFlag
 
 FLAGS = flags.FLAGS
 EXPORT_INFO = "virt_tf_export.json"
@@ -127,18 +130,15 @@ def export(model_dir, export_dir, name=None, version=None, overwrite=False):
     return dict(info, model_path=model_path, preprocessing_path=prep_path)
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from virt_tf.cli import run_cli  # pylint: disable=import-outside-toplevel
-    return run_cli(_export)
+PATH_FLAGS = (PathFlag("model_dir", paths.MODEL_DIR), PathFlag("export_dir", paths.OUTPUT_DIR))
 
 
 def _export():
-    from virt_tf.cli import require_flags  # pylint: disable=import-outside-toplevel
     require_flags(FLAGS, ("model_dir", "export_dir"))
-    result = export(FLAGS.model_dir, FLAGS.export_dir, FLAGS.name, FLAGS.version,
-                    FLAGS.overwrite)
+    paths.check_flags(FLAGS, PATH_FLAGS)
+    with paths.os_errors_as_user_errors(paths.flag_roots(FLAGS, PATH_FLAGS)):
+        result = export(FLAGS.model_dir, FLAGS.export_dir, FLAGS.name, FLAGS.version,
+                        FLAGS.overwrite)
     logging.info("exported %s", result)
     print(f"model         {result['model_path']}  signatures: {', '.join(result['signatures'])}")
     print(f"preprocessing {result['preprocessing_path']}  signatures: "
@@ -149,7 +149,9 @@ def _export():
     return 0
 
 
+main = absl_main(_export)
+
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    run(_export)
     sys.exit(0)

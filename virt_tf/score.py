@@ -23,9 +23,11 @@ import os
 import sys
 
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 
-from virt_tf.cli import absl_main, require_flags
+from virt_tf import paths
+from virt_tf.cli import absl_main, require_flags, run
+from virt_tf.paths import PathFlag
 
 FLAGS = flags.FLAGS
 
@@ -171,20 +173,32 @@ def write_scores(path, pairs, probs, labels):
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write("\t".join(["id_a", "id_b", "label"] + [f"p_{l}" for l in labels]) + "\n")
-        for (a, b), p in zip(pairs, probs):
-            f.write("\t".join([a, b, str(labels[int(np.argmax(p))])]
-                              + [f"{x:.8g}" for x in p]) + "\n")
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write("\t".join(["id_a", "id_b", "label"] + [f"p_{l}" for l in labels]) + "\n")
+            for (a, b), p in zip(pairs, probs):
+                f.write("\t".join([a, b, str(labels[int(np.argmax(p))])]
+                                  + [f"{x:.8g}" for x in p]) + "\n")
+        os.replace(tmp, path)
+    except OSError:  # a full disk: leave no part behind
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
+
+
+PATH_FLAGS = (PathFlag("model_dir", paths.MODEL_DIR), PathFlag("cache", paths.INPUT_FILE),
+              PathFlag("pairs", paths.INPUT_FILE), PathFlag("output", paths.OUTPUT_FILE))
 
 
 def _score():
     require_flags(FLAGS, ("model_dir", "cache", "pairs", "output"))
-    pairs, probs, info = score_file(FLAGS.model_dir, FLAGS.cache, FLAGS.pairs, FLAGS.batch_size)
-    write_scores(FLAGS.output, pairs, probs, info["labels"])
+    paths.check_flags(FLAGS, PATH_FLAGS)
+    with paths.os_errors_as_user_errors(paths.flag_roots(FLAGS, PATH_FLAGS)):
+        pairs, probs, info = score_file(FLAGS.model_dir, FLAGS.cache, FLAGS.pairs,
+                                        FLAGS.batch_size)
+        write_scores(FLAGS.output, pairs, probs, info["labels"])
     print(f"scored {info['pairs']} pairs on cached {'/'.join(info['dtypes'])} states -> "
           f"{FLAGS.output}")
     return 0
@@ -194,5 +208,5 @@ main = absl_main(_score)
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    run(_score)
     sys.exit(0)

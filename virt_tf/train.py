@@ -22,9 +22,13 @@ import os
 import sys
 import time
 
-from absl import app, flags, logging
+from absl import flags, logging
 
+from virt_tf import paths
+from virt_tf.cli import absl_main, run
 from virt_tf.config import model_names
+from virt_tf.paths import PathFlag
+from virt_tf.safe_writes import parse_write_fault
 
 FLAGS = flags.FLAGS
 
@@ -118,6 +122,18 @@ flags.DEFINE_list("metrics", None, "pairs task: metrics (accuracy, f1, roc_auc).
 flags.DEFINE_integer("verbose", None, "Keras verbosity (1 progress bar, 2 one line an epoch).")
 flags.DEFINE_integer("debug_nan_at_step", None, "Testing only: make the loss of this optimizer "
                      "step NaN (checks that the run stops and keeps its last good checkpoint).")
+flags.DEFINE_string("debug_write_fault", None, "Testing only: fail one write of the last stage "
+                    "as a full disk or a read-only folder would: checkpoint@STEP:ERRNO (the "
+                    "checkpoint of that step) or model:ERRNO (the final model files), ERRNO "
+                    "ENOSPC or EACCES.")
+
+# Every path flag, checked before any work (`virt_tf.paths`).
+PATH_FLAGS = (PathFlag("data_dir", paths.INPUT_DIR), PathFlag("teacher_dir", paths.MODEL_DIR),
+              PathFlag("init_checkpoint", paths.CHECKPOINT, unless=("encoder_preset",)),
+              PathFlag("vocab_file", paths.INPUT_FILE),
+              PathFlag("config", paths.INPUT_FILE, allow_empty=True),
+              PathFlag("model_dir", paths.OUTPUT_DIR),
+              PathFlag("debug_worker_weights", paths.OUTPUT_DIR))
 
 OVERRIDABLE = ("epochs", "teacher_epochs", "learning_rate", "batch_size", "warmup_ratio",
                "max_seq_length", "seed", "virt_alpha", "virt_head", "fusion", "pool_padding",
@@ -204,21 +220,27 @@ def make_task(cfg):
 
 
 def _train():
-    from virt_tf.config import ConfigError, preset  # pylint: disable=import-outside-toplevel
+    """Check the flags and every path, then train; OS errors on the user's paths are
+    user errors (`virt_tf.paths.os_errors_as_user_errors`)."""
+    from virt_tf.config import ConfigError  # pylint: disable=import-outside-toplevel
 
-    # Configuration and data first: their errors need no TensorFlow and come at once.
+    # Configuration, paths and data first: their errors need no TensorFlow and come at once.
     if not FLAGS.model_dir:
         raise ConfigError("--model_dir is required")
     if FLAGS.debug_nan_at_step is not None and FLAGS.debug_nan_at_step < 1:
         raise ConfigError(f"--debug_nan_at_step must be >= 1, got {FLAGS.debug_nan_at_step}")
-    teacher_file = os.path.join(FLAGS.teacher_dir or "", "model_config.json")
-    if FLAGS.teacher_dir and not os.path.isfile(teacher_file):
-        raise ConfigError(f"--teacher_dir {FLAGS.teacher_dir}: no model_config.json "
-                          "(not a trained model directory)")
-    if FLAGS.init_checkpoint and not FLAGS.encoder_preset and not (
-            os.path.exists(FLAGS.init_checkpoint) or
-            os.path.exists(FLAGS.init_checkpoint + ".index")):
-        raise ConfigError(f"--init_checkpoint {FLAGS.init_checkpoint}: checkpoint not found")
+    try:
+        parse_write_fault(FLAGS.debug_write_fault)
+    except ValueError as e:
+        raise ConfigError(f"--debug_write_fault: {e}") from e
+    paths.check_flags(FLAGS, PATH_FLAGS)
+    with paths.os_errors_as_user_errors(paths.flag_roots(FLAGS, PATH_FLAGS)):
+        return _train_checked()
+
+
+def _train_checked():
+    from virt_tf.config import ConfigError, preset  # pylint: disable=import-outside-toplevel
+
     cfg = resolve_config()
     task = make_task(cfg)
     data = load_data(cfg, task)
@@ -298,6 +320,8 @@ def _train():
             with training.precision_scope(cfg["precision"]), strategy.scope():
                 teacher, _ = load_classifier(teacher_dir)  # mirrored, frozen
         logging.info("teacher %s: %s", cfg["eval_split"], result["teacher"].get("accuracy"))
+    if FLAGS.debug_write_fault:  # testing only: the last stage's writes
+        cfg["_debug_write_fault"] = FLAGS.debug_write_fault
     student_data = data
     if cfg["augment"]:
         student_data, result["augmented_pairs"] = augmented(cfg, data)
@@ -334,12 +358,7 @@ def wait_for_file(path, timeout=600):
         time.sleep(0.5)
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from virt_tf.cli import run_cli  # pylint: disable=import-outside-toplevel
-    return run_cli(_train)
-
+main = absl_main(_train)
 
 if __name__ == "__main__":
-    app.run(main)
+    run(_train)

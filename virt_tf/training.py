@@ -48,6 +48,8 @@ PREDICTIONS_FILE = "predictions.npz"
 
 
 from virt_tf.errors import NumericalError, StageError  # noqa: E402,F401
+from virt_tf.paths import is_io_error  # noqa: E402
+from virt_tf.safe_writes import checkpoint_write_error, final_write, inject_write_fault  # noqa: E402
 
 
 # Checkpoints kept; must stay >= 2 (see the module docstring).
@@ -102,12 +104,13 @@ class StepCheckpoint(keras.callbacks.Callback):
     With a ``clock`` (`TrainClock`) it also records the training seconds up to each
     saved step, so a resumed run reports the time of all its sessions."""
 
-    def __init__(self, manager, every, guard, clock=None):
+    def __init__(self, manager, every, guard, clock=None, fault=None):
         super().__init__()
         self.manager = manager
         self.every = every
         self.guard = guard
         self.clock = clock
+        self.fault = fault  # testing only: see `inject_write_fault`
         self._last = -1  # step of the last save, not to save twice at an epoch end
 
     def _save(self):
@@ -116,7 +119,13 @@ class StepCheckpoint(keras.callbacks.Callback):
         step = int(self.model.optimizer.iterations.numpy())
         if step == self._last:
             return
-        self.manager.save(checkpoint_number=step)
+        try:
+            inject_write_fault(self.fault, "checkpoint", step, self.manager.directory)
+            self.manager.save(checkpoint_number=step)
+        except Exception as e:  # pylint: disable=broad-except
+            if not is_io_error(e):
+                raise
+            raise checkpoint_write_error(self.manager.directory, step, e) from e
         if self.clock is not None:
             self.clock.record(step)
         self._last = step
@@ -224,11 +233,16 @@ def write_json(path, obj):
     Creates the parent folder."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=2, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError:  # a full disk: leave no part behind
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
 
 
 # Run options that do not change what a stage computes: a resume may change them.
@@ -279,19 +293,40 @@ def stage_settings(model_name, cfg, data, pretrained, teacher, epochs, spe):
     return settings
 
 
+def _logged_step(line):
+    """The step of a ``train_log.jsonl`` line; inf for a blank or torn one (dropped)."""
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError, TypeError):
+        return math.inf
+
+
+def write_text_atomic(path, text):
+    """Write ``text`` to ``path`` through a temporary file (no part left on a failure)."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+
+
 class TrainLog(keras.callbacks.Callback):
     """Appends the running training metrics every ``every`` steps, and each epoch's
     metrics with its tune-split results, to ``train_log.jsonl`` (for curves and for
-    choosing the epoch). A resumed run drops the lines past its restored step."""
+    choosing the epoch). A resumed run drops the lines past its restored step, and a
+    line torn by a failed write (a full disk)."""
 
     def __init__(self, path, every, start_step):
         super().__init__()
         self.path, self.every = path, int(every)
         if os.path.exists(path):
             with open(path, encoding="utf-8") as f:
-                lines = [l for l in f if l.strip() and json.loads(l)["step"] <= start_step]
-            with open(path, "w", encoding="utf-8") as f:
-                f.writelines(lines)
+                lines = [l.rstrip("\n") + "\n" for l in f if _logged_step(l) <= start_step]
+            write_text_atomic(path, "".join(lines))
 
     def _write(self, record):
         with open(self.path, "a", encoding="utf-8") as f:
@@ -420,7 +455,8 @@ def run_stage(model_name, directory, cfg, data, pretrained, preprocessor, teache
     guard = NanGuard()
     keep_best = KeepBestEpoch(classifier, directory)
     clock = TrainClock(os.path.join(write_dir, CLOCK_FILE), start)
-    callbacks = [guard, StepCheckpoint(manager, int(cfg["checkpoint_steps"]), guard, clock)]
+    callbacks = [guard, StepCheckpoint(manager, int(cfg["checkpoint_steps"]), guard, clock,
+                                       cfg.get("_debug_write_fault"))]
     if chief:
         callbacks += [TrainLog(os.path.join(directory, TRAIN_LOG), max(1, min(50, spe)), start),
                       keras.callbacks.TensorBoard(os.path.join(directory, "logs"),
@@ -485,11 +521,14 @@ def run_stage(model_name, directory, cfg, data, pretrained, preprocessor, teache
             "task_options": dict(task.options),
             "lower_case": preprocessor.lower_case, "max_seq_length": preprocessor.max_seq_length,
             "eval_split": cfg["eval_split"], "train_config": _jsonable(cfg)}
-    save_classifier(directory, model_name, classifier, meta, preprocessor.vocab_file)
+    with final_write(directory, ckpt_dir):
+        inject_write_fault(cfg.get("_debug_write_fault"), "model", None, directory)
+        save_classifier(directory, model_name, classifier, meta, preprocessor.vocab_file)
     classifier, _ = load_classifier(directory)  # float32, exactly what was saved
     t1 = time.time()
     probs = predict_probs(classifier, data["eval"], preprocessor)
-    save_predictions(directory, cfg["eval_split"], probs, data["eval"])
+    with final_write(directory, ckpt_dir):
+        save_predictions(directory, cfg["eval_split"], probs, data["eval"])
     metrics = evaluate_with_loss(classifier, data["eval"], preprocessor, task.metrics, probs)
     metrics.update(run_info, split=cfg["eval_split"], train_seconds=round(train_seconds, 1),
                    eval_seconds=round(time.time() - t1, 1), seed=seed, selected_epoch=chosen,
@@ -497,7 +536,8 @@ def run_stage(model_name, directory, cfg, data, pretrained, preprocessor, teache
     if data.get("tune"):
         tune = evaluate_with_loss(classifier, data["tune"], preprocessor, task.metrics)
         metrics["tune"] = {k: v for k, v in tune.items()}
-    write_json(os.path.join(directory, METRICS_FILE), metrics)
+    with final_write(directory, ckpt_dir):
+        write_json(os.path.join(directory, METRICS_FILE), metrics)
     logging.info("%s: %s", directory, {k: metrics[k] for k in ("accuracy",) if k in metrics})
     return classifier, metrics
 
