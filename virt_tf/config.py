@@ -8,6 +8,7 @@ CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file
 
 
 from virt_tf.errors import ConfigError  # noqa: F401 (raised here, defined with the others)
+from virt_tf.precision import CHOICES as PRECISIONS
 
 
 def _load_yaml(path):
@@ -104,7 +105,7 @@ def validate(cfg):
         raise ConfigError(f"max_seq_length must be in [5, 512], got {cfg['max_seq_length']}")
     choices = {"virt_head": ("adapted", "simple"), "fusion": ("paper", "code", "concat"),
                "virt_norm": ("squared", "frobenius"),
-               "precision": ("float32", "mixed_bfloat16"), "select_epoch": ("last", "best_tune")}
+               "precision": PRECISIONS, "select_epoch": ("last", "best_tune")}
     for name, allowed in choices.items():
         if cfg.get(name) not in allowed:
             raise ConfigError(f"{name} must be one of {allowed}, got {cfg.get(name)!r}")

@@ -69,8 +69,10 @@ flags.DEFINE_integer("dipair_y_tokens", None, "DiPair: first states of y read on
 flags.DEFINE_integer("poly_codes", None, "Poly-encoder: learned codes (paper: 360).")
 flags.DEFINE_integer("poly_first_m", None, "Poly-encoder: use x's first m states instead of "
                      "learned codes (released code: 64).")
-flags.DEFINE_enum("precision", None, ["float32", "mixed_bfloat16"], "Compute precision of "
-                  "training (weights and losses stay float32).")
+flags.DEFINE_enum("precision", None, ["float32", "mixed_bfloat16", "mixed_float16", "auto"],
+                  "Compute precision of training (weights and losses stay float32; "
+                  "mixed_float16 with dynamic loss scaling; auto: from the hardware, "
+                  "docs/precision.md).")
 flags.DEFINE_bool("length_buckets", None, "Batches of similar length (seeded, deterministic).")
 flags.DEFINE_bool("jit_compile", None, "Compile the train step with XLA.")
 flags.DEFINE_enum("select_epoch", None, ["last", "best_tune"], "Keep the last epoch's weights "
@@ -105,6 +107,8 @@ flags.DEFINE_list("metrics", None, "pairs task: metrics (accuracy, f1, roc_auc).
 flags.DEFINE_integer("verbose", None, "Keras verbosity (1 progress bar, 2 one line an epoch).")
 flags.DEFINE_integer("debug_nan_at_step", None, "Testing only: make the loss of this optimizer "
                      "step NaN (checks that the run stops and keeps its last good checkpoint).")
+flags.DEFINE_integer("debug_overflow_at_step", None, "Testing only, mixed_float16: make the "
+                     "scaled gradients of this step overflow (the step is skipped).")
 
 OVERRIDABLE = ("epochs", "teacher_epochs", "learning_rate", "batch_size", "warmup_ratio",
                "max_seq_length", "seed", "virt_alpha", "virt_head", "fusion", "pool_padding",
@@ -191,6 +195,9 @@ def _train():
             os.path.exists(FLAGS.init_checkpoint + ".index")):
         raise ConfigError(f"--init_checkpoint {FLAGS.init_checkpoint}: checkpoint not found")
     cfg = resolve_config()
+    from virt_tf.precision import describe, resolve_precision  # pylint: disable=import-outside-toplevel
+    cfg["precision"], cfg["_precision_reason"] = resolve_precision(cfg["precision"])
+    logging.info("%s", describe(cfg["precision"], cfg["_precision_reason"]))
     task = make_task(cfg)
     data = load_data(cfg, task)
 
@@ -225,6 +232,8 @@ def _train():
                           f"{cfg['encoder_config'].max_position_embeddings} positions")
     if FLAGS.debug_nan_at_step:
         cfg["_debug_nan_at_step"] = FLAGS.debug_nan_at_step
+    if FLAGS.debug_overflow_at_step:
+        cfg["_debug_overflow_at_step"] = FLAGS.debug_overflow_at_step
     prep = BertPairPreprocessor(vocab, lower_case, cfg["max_seq_length"])
     texts_a = tf.constant([e.text_a for e in data["train"]])
     texts_b = tf.constant([e.text_b for e in data["train"]])
