@@ -43,3 +43,8 @@ class MissingFileError(UserError, FileNotFoundError):
 
 class ExistingFileError(UserError, FileExistsError):
     """An output the user named exists and may not be replaced."""
+
+
+class MissingDependencyError(UserError, ImportError):
+    """An optional package that an asked-for feature needs is not installed (names it and
+    how to install it)."""
