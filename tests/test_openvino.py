@@ -3,9 +3,9 @@
 Needs the optional package ``openvino`` (installed by tools/install.sh). Tolerance: with
 inference precision f32 OpenVINO runs the same float32 graph with other kernels (other
 summation orders, a fused GELU/LayerNorm), so states differ from TensorFlow's by float32
-rounding: within 1e-4 absolute on states of size ~1-3 (measured ~1e-6 here); the
-probabilities scored from either cache agree within 1e-5 (measured ~1e-7), and any two of
-the test pairs differ by far more.
+rounding: within 1e-4 absolute on states of size ~1-3 (measured 5e-7 here); the
+probabilities scored from either cache agree within 1e-5 (measured 1.2e-7), and any two
+of the test pairs differ by far more.
 """
 import json
 import os

@@ -132,6 +132,11 @@ class OpenVinoEncoder:
         self._compiled = core.compile_model(model, "CPU", config)
         self._request = self._compiled.create_infer_request()
 
+    def actual_precision(self):
+        """The inference precision the CPU plugin uses (it may differ from the hint on a CPU
+        without the instructions)."""
+        return str(self._compiled.get_property("INFERENCE_PRECISION_HINT"))
+
     def __call__(self, input_word_ids, input_mask, input_type_ids):
         """Ids `[batch, seq]` -> ``{"states": [batch, seq, hidden] float32, "mask"}`` (numpy)."""
         import numpy as np  # pylint: disable=import-outside-toplevel
