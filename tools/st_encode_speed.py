@@ -36,7 +36,8 @@ def inference_precision(model):
         compiled = getattr(auto, "request", None)
         compiled = getattr(compiled, "get_compiled_model", lambda c=compiled: c)()
         try:
-            return str(compiled.get_property("INFERENCE_PRECISION_HINT"))
+            value = compiled.get_property("INFERENCE_PRECISION_HINT")
+            return value.get_type_name() if hasattr(value, "get_type_name") else str(value)
         except Exception:  # pylint: disable=broad-except
             continue
     return None

@@ -135,7 +135,8 @@ class OpenVinoEncoder:
     def actual_precision(self):
         """The inference precision the CPU plugin uses (it may differ from the hint on a CPU
         without the instructions)."""
-        return str(self._compiled.get_property("INFERENCE_PRECISION_HINT"))
+        value = self._compiled.get_property("INFERENCE_PRECISION_HINT")
+        return value.get_type_name() if hasattr(value, "get_type_name") else str(value)
 
     def __call__(self, input_word_ids, input_mask, input_type_ids):
         """Ids `[batch, seq]` -> ``{"states": [batch, seq, hidden] float32, "mask"}`` (numpy)."""
