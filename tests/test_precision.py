@@ -64,6 +64,36 @@ def test_auto_reads_the_cpu_flags_through_the_replaceable_function(monkeypatch):
         precision.resolve_precision("float8")
 
 
+def test_auto_is_resolved_recorded_and_a_resume_elsewhere_refused(tmp_path, vocab_file,
+                                                                  monkeypatch):
+    """A stage run with ``auto`` records the policy that ran (metrics.json with its reason,
+    stage.json); resuming where ``auto`` picks another policy is refused, not silently
+    different."""
+    from test_resume_settings import _cfg, _data, _prep, _teacher  # pylint: disable=import-outside-toplevel
+    from virt_tf import training  # pylint: disable=import-outside-toplevel
+    from virt_tf.errors import StageError  # pylint: disable=import-outside-toplevel
+    monkeypatch.setattr(precision, "gpu_compute_capabilities", lambda: [])
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
+    directory = str(tmp_path / "auto")
+    teacher = _teacher(0)
+    _, metrics = training.run_stage("virt", directory, _cfg(precision="auto"), _data(), None,
+                                    _prep(vocab_file), teacher, verbose=0)
+    assert metrics["precision"] == "mixed_bfloat16"
+    assert "avx512_bf16" in metrics["precision_reason"]
+    stage = json.loads(open(os.path.join(directory, "checkpoints", "stage.json"),
+                            encoding="utf-8").read())
+    assert stage["precision"] == "mixed_bfloat16"
+    os.remove(os.path.join(directory, training.METRICS_FILE))
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx2"}))  # another CPU
+    with pytest.raises(StageError, match="precision 'mixed_bfloat16' -> 'float32'"):
+        training.run_stage("virt", directory, _cfg(precision="auto"), _data(), None,
+                           _prep(vocab_file), teacher, verbose=0)
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    _, again = training.run_stage("virt", directory, _cfg(precision="auto"), _data(), None,
+                                  _prep(vocab_file), teacher, verbose=0)
+    assert again["precision"] == "mixed_bfloat16"
+
+
 def test_cpu_flags_are_read_from_the_flags_line(tmp_path):
     info = tmp_path / "cpuinfo"
     info.write_text("processor\t: 0\nmodel name\t: Some CPU\n"
