@@ -316,3 +316,21 @@ def test_killed_float16_run_with_a_skipped_step_resumes_to_the_same_weights(
     again = json.loads((resumed / "metrics.json").read_text(encoding="utf-8"))
     for key in ("skipped_steps", "loss_scale", "loss", "accuracy"):
         assert again[key] == metrics[key], key
+
+
+def test_float16_skip_under_a_mirrored_strategy(tmp_path, repo_dir, shared_data):
+    """Two logical CPU devices: the replicas agree on skipping (Keras' merge_call path of
+    the loss-scale optimizer) and the batch counter still advances once a step."""
+    from test_reliability import _run  # pylint: disable=import-outside-toplevel
+    out = tmp_path / "mirrored"
+    command = _command(out, os.path.join(shared_data, "rte"))
+    command = [a for a in command if not a.startswith("--epochs=")] + [
+        "--epochs=1", "--distribution_strategy=mirrored", "--cpu_devices=2"]
+    proc = _run(command, repo_dir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["skipped_steps"] == 1 and metrics["total_steps"] == 4
+    assert metrics["loss_scale"] == precision.INITIAL_LOSS_SCALE / 2
+    with open(out / "train_log.jsonl", encoding="utf-8") as f:
+        epochs = [json.loads(l) for l in f if '"epoch"' in l]
+    assert [r["step"] for r in epochs] == [4] and np.isfinite(epochs[0]["loss"])
