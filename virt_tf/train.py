@@ -232,7 +232,11 @@ def _train():
                           f"{cfg['encoder_config'].max_position_embeddings} positions")
     if FLAGS.debug_nan_at_step:
         cfg["_debug_nan_at_step"] = FLAGS.debug_nan_at_step
-    if FLAGS.debug_overflow_at_step:
+    if FLAGS.debug_overflow_at_step is not None:
+        if FLAGS.debug_overflow_at_step < 1 or cfg["precision"] != "mixed_float16":
+            raise ConfigError("--debug_overflow_at_step needs a step >= 1 and "
+                              f"--precision=mixed_float16 (got {FLAGS.debug_overflow_at_step},"
+                              f" {cfg['precision']})")
         cfg["_debug_overflow_at_step"] = FLAGS.debug_overflow_at_step
     prep = BertPairPreprocessor(vocab, lower_case, cfg["max_seq_length"])
     texts_a = tf.constant([e.text_a for e in data["train"]])

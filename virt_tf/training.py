@@ -237,7 +237,8 @@ RESUME_FREE = {"checkpoint_steps", "max_eval_examples", "eval_split"}
 
 @contextlib.contextmanager
 def precision_scope(policy):
-    """Keras' global dtype policy (``float32`` or ``mixed_bfloat16``) while building models.
+    """Keras' global dtype policy (``float32``, ``mixed_bfloat16`` or ``mixed_float16``)
+    while building models.
 
     Under ``mixed_bfloat16`` / ``mixed_float16`` matmuls run in bfloat16 / float16 and
     the variables stay float32; the losses (`virt_tf.losses`) cast to float32, so
