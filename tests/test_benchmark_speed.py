@@ -18,7 +18,8 @@ def test_quick_mode_reports_steps_ratios_and_padding(tmp_path, shared_data):
          # the cross-encoder (buckets by pair) and the VIRT-encoder (by x, then y) in
          # mixed bfloat16, besides the float32 path before the levers: every code path of
          # the tool; the ratios of other pairings are checked below on numbers
-         "--models=cross,virt", "--precisions=mixed_bfloat16", f"--output={out}"],
+         "--models=cross,virt", "--precisions=mixed_bfloat16", "--openvino_precisions=",
+         f"--output={out}"],
         capture_output=True, text=True, timeout=900, cwd=str(tmp_path),
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -92,3 +93,63 @@ def test_ratios_pair_each_setting_with_its_counterpart():
     # no cross-encoder in bfloat16, no siamese without buckets: no ratio made up for them
     assert "siamese / cross step (mixed_bfloat16, buckets)" not in r
     assert "virt / siamese step (float32)" not in r
+
+
+def test_float16_openvino_rows_and_alternating_repeats(tmp_path, shared_data):
+    """Training in float32 and float16 (loss scaling) alternating over two repeats, our
+    encoding through TensorFlow and OpenVINO, what auto picks here, per-repeat ratios."""
+    out = tmp_path / "speed.json"
+    proc = subprocess.run(
+        [sys.executable, TOOL, "--encoder_preset=tiny", "--steps=2", "--warmup=1",
+         f"--data_dir={os.path.join(shared_data, 'bench', 'mnli')}",
+         f"--encode_file={os.path.join(shared_data, 'rte', 'train.tsv')}",
+         "--encode_texts=24", "--encode_batch=8", "--max_train_examples=120",
+         "--models=siamese", "--precisions=float32,mixed_float16", "--buckets=true",
+         "--include_before=false", "--repeats=2", "--openvino_precisions=f32",
+         f"--output={out}"],
+        capture_output=True, text=True, timeout=900, cwd=str(tmp_path),
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(out.read_text())
+    # alternating: float32, float16, float32, float16 (not float32, float32, ...)
+    assert [(r["precision"], r["repeat"]) for r in results["train"]] == [
+        ("float32", 0), ("mixed_float16", 0), ("float32", 1), ("mixed_float16", 1)]
+    assert all(r["steps"] == 2 and r["seconds_per_step"] > 0 for r in results["train"])
+    # TensorFlow encoding in float32 only (float16 is left out by default), OpenVINO f32
+    assert [(r["precision"], r["backend"]) for r in results["encode"]] == [
+        ("float32", "tensorflow"), ("openvino f32", "openvino")] * 2
+    ov = [r for r in results["encode"] if r["backend"] == "openvino"]
+    assert all(r["texts"] == 24 and r["texts_per_second"] > 0 for r in ov)
+    assert all(r["inference_precision"] == "f32" for r in ov)
+    ratios = results["ratios"]
+    assert len(ratios["siamese: pairs/s mixed_float16 / float32 (buckets) per repeat"]) == 2
+    assert "siamese: pairs/s mixed_float16 / float32 (buckets)" in ratios
+    assert "encode: ours openvino f32 / ours TensorFlow float32" in ratios
+    auto = results["auto_precision"]
+    assert auto["policy"] in ("float32", "mixed_bfloat16", "mixed_float16") and auto["reason"]
+    assert f"--precision=auto picks {auto['policy']} here" in proc.stdout
+    assert "virt_tf openvino f32" in proc.stdout
+
+
+def test_ratios_take_medians_over_repeats_and_compare_openvino_with_theirs():
+    def rec(precision, sec, repeat):
+        return {"model": "siamese", "precision": precision, "buckets": True, "setting": "new",
+                "seconds_per_step": sec, "pairs_per_second": 28 / sec, "repeat": repeat}
+
+    # bfloat16 / float32 per repeat: 2/1, 2/4, 2/2 -> [0.5, 2.0, 1.0]; medians 2 and 2 -> 1.0
+    results = {"train": [rec("float32", 1.0, 0), rec("mixed_bfloat16", 2.0, 0),
+                         rec("float32", 4.0, 1), rec("mixed_bfloat16", 2.0, 1),
+                         rec("float32", 2.0, 2), rec("mixed_bfloat16", 2.0, 2)],
+               "encode": [{"precision": "float32", "backend": "tensorflow",
+                           "texts_per_second": 40.0},
+                          {"precision": "openvino f32", "backend": "openvino",
+                           "texts_per_second": 60.0}],
+               "sentence_transformers": {"backends": {"openvino": {"texts_per_second": 50.0},
+                                                      "torch": {"error": "x"}}}}
+    r = _tool().ratios(results)
+    assert r["siamese: pairs/s mixed_bfloat16 / float32 (buckets)"] == 1.0
+    assert r["siamese: pairs/s mixed_bfloat16 / float32 (buckets) per repeat"] == [
+        0.5, 2.0, 1.0]
+    assert r["encode: ours openvino f32 / sentence-transformers openvino"] == 1.2
+    assert r["encode: ours openvino f32 / ours TensorFlow float32"] == 1.5
+    assert "encode: ours openvino f32 / sentence-transformers torch" not in r

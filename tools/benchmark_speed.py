@@ -11,11 +11,20 @@ one through the offline ``encode`` signature (`virt_tf.encode.encode_texts`,
 batches sorted by length) in each precision, in texts per second.
 
 It prints the ratios the speed targets are stated in: VIRT / Siamese and
-Siamese / cross step time, bfloat16 / float32 throughput, and new / before for
-every number also found in ``--baseline_json`` (an earlier ``--output``).
-With ``--sentence_transformers_python=PATH`` it also runs sentence-transformers'
-encoding of the same texts in that interpreter (``tools/st_encode_speed.py``;
-backends torch, onnx, openvino) and prints our texts/s over theirs.
+Siamese / cross step time, bfloat16 / float32 and float16 / float32 throughput,
+and new / before for every number also found in ``--baseline_json`` (an earlier
+``--output``). With ``--repeats=N`` every setting is timed N times, the
+precisions of one model alternating within each repeat (float32, bfloat16,
+float16, float32, ...), so that a slow spell of the machine hits all of them;
+the ratios are of the medians, and the per-repeat ratios show the spread.
+``--openvino_precisions`` adds our encoding through OpenVINO
+(`virt_tf.openvino_backend`, the exported ``encode`` signature converted by
+OpenVINO) at those inference precisions. With ``--sentence_transformers_python=PATH``
+(or ``$VIRT_TF_ST_PYTHON``) it also runs sentence-transformers' encoding of the
+same texts and weights in that interpreter (``tools/st_encode_speed.py``;
+backends torch, onnx, openvino) and prints our texts/s over theirs, our OpenVINO
+over theirs in particular. The report names the CPU and what ``--precision=auto``
+picks on it.
 
     python tools/benchmark_speed.py --output=speed.json
     python tools/benchmark_speed.py --encoder_preset=tiny --steps=3 --warmup=1   # seconds
@@ -61,7 +70,14 @@ def define_flags():
     flags.DEFINE_string("encoder_preset", None, "Random weights of a preset (tiny: a quick "
                         "check) instead of the MiniLM-L6 checkpoint.")
     flags.DEFINE_list("models", ["cross", "siamese", "virt"], "Models to train.")
-    flags.DEFINE_list("precisions", ["float32", "mixed_bfloat16"], "Compute precisions.")
+    flags.DEFINE_list("precisions", ["float32", "mixed_bfloat16", "mixed_float16"],
+                      "Compute precisions of training.")
+    flags.DEFINE_list("encode_precisions", None, "Compute precisions of TensorFlow encoding "
+                      "(default: --precisions without mixed_float16, which a CPU emulates).")
+    flags.DEFINE_list("openvino_precisions", ["f32", "bf16"], "Our encoding through OpenVINO "
+                      "at these inference precisions (empty: none; needs openvino).")
+    flags.DEFINE_integer("repeats", 1, "Time every setting this many times, precisions "
+                         "alternating within a repeat; ratios of the medians.")
     flags.DEFINE_list("buckets", ["false", "true"], "Length-bucketed batches: false, true.")
     flags.DEFINE_integer("steps", 30, "Timed training steps per setting.")
     flags.DEFINE_integer("warmup", 5, "Untimed steps first (tracing, caches).")
@@ -78,8 +94,9 @@ def define_flags():
     flags.DEFINE_bool("include_before", True, "Also time the path before the speed levers "
                       "(float32, random batches tokenized every step, two encoder calls).")
     flags.DEFINE_string("baseline_json", None, "An earlier --output: print new / before.")
-    flags.DEFINE_string("sentence_transformers_python", None, "Interpreter with "
-                        "sentence-transformers (torch, onnx, openvino) for the comparison.")
+    flags.DEFINE_string("sentence_transformers_python", os.environ.get("VIRT_TF_ST_PYTHON"),
+                        "Interpreter with sentence-transformers (torch, onnx, openvino) for "
+                        "the comparison (default: $VIRT_TF_ST_PYTHON).")
     flags.DEFINE_list("st_backends", ["torch", "onnx", "openvino"], "Their backends to run.")
     flags.DEFINE_string("st_model", None, "sentence-transformers folder of the same weights "
                         "(default: the MiniLM-L6 package's; a writable copy avoids re-exports).")
@@ -147,6 +164,7 @@ def train_speed(model_name, precision, bucket, examples, encoder_config, pretrai
     from virt_tf.models.registry import build_classifier, build_now  # pylint: disable=import-outside-toplevel
     from virt_tf.models.virt import VirtModel  # pylint: disable=import-outside-toplevel
     from virt_tf.optimization import create_optimizer  # pylint: disable=import-outside-toplevel
+    from virt_tf.precision import wrap_optimizer  # pylint: disable=import-outside-toplevel
     from virt_tf.training import precision_scope  # pylint: disable=import-outside-toplevel
 
     keras.utils.set_random_seed(0)
@@ -172,7 +190,9 @@ def train_speed(model_name, precision, bucket, examples, encoder_config, pretrai
                                                   overrides={"virt_alpha": None}))
         teacher = build("cross") if needs_teacher(terms) else None
         model = VirtModel(student, teacher, terms=terms)
-        model.compile(optimizer=create_optimizer(5e-5, 10 * total), jit_compile=jit_compile)
+        # float16: dynamic loss scaling, as training runs it
+        model.compile(optimizer=wrap_optimizer(create_optimizer(5e-5, 10 * total), precision),
+                      jit_compile=jit_compile)
     epochs = max(1, -(-total * batch_size // len(pairs)))
     key = "pair" if "pair" in student.input_packings else "texts"  # as training does
     plan = batch_plan(pairs.sort_lengths(key), batch_size, epochs, 0, bucket)[:total]
@@ -224,8 +244,33 @@ def encode_speed(texts, encoder_config, pretrained, preprocessor, precision, bat
     start = time.perf_counter()
     states, _ = encode_texts(server.encode, preprocessor, texts, batch_size)
     seconds = time.perf_counter() - start
-    return {"precision": precision, "texts": len(texts), "seconds": significant(seconds),
+    return {"precision": precision, "backend": "tensorflow", "texts": len(texts),
+            "seconds": significant(seconds),
             "texts_per_second": significant(len(texts) / seconds),
+            "states_dtype": str(states.dtype)}
+
+
+def openvino_encode_speed(texts, encoder_config, pretrained, preprocessor, inference_precision,
+                          batch_size):
+    """Texts per second of `encode_texts` through OpenVINO: the Siamese model's ``encode``
+    signature saved as a SavedModel and converted by OpenVINO (`virt_tf.openvino_backend`),
+    the same weights and texts as `encode_speed`."""
+    from virt_tf.encode import encode_texts  # pylint: disable=import-outside-toplevel
+    from virt_tf.modeling.checkpoints import assign_weights  # pylint: disable=import-outside-toplevel
+    from virt_tf.models.registry import build_classifier, build_now  # pylint: disable=import-outside-toplevel
+    from virt_tf.openvino_backend import encoder_for_classifier  # pylint: disable=import-outside-toplevel
+
+    clf = build_now(build_classifier("siamese", encoder_config, 2, {}))
+    if pretrained is not None:
+        assign_weights(clf.encoder, pretrained.weights, pretrained.source)
+    encoder = encoder_for_classifier(clf, "siamese", inference_precision)
+    encode_texts(encoder, preprocessor, texts[:batch_size * 2], batch_size)  # warm-up
+    start = time.perf_counter()
+    states, _ = encode_texts(encoder, preprocessor, texts, batch_size)
+    seconds = time.perf_counter() - start
+    return {"precision": f"openvino {inference_precision}", "backend": "openvino",
+            "inference_precision": str(encoder.actual_precision()), "texts": len(texts),
+            "seconds": significant(seconds), "texts_per_second": significant(len(texts) / seconds),
             "states_dtype": str(states.dtype)}
 
 
@@ -246,12 +291,33 @@ def sentence_transformers_speed(python, texts, backends, batch_size, model_dir):
 
 
 # ------------------------------------------------------------------------------- report
-def ratios(results):
-    """The ratios of the speed targets, from one run's results."""
+def _median_records(records, key):
+    """One record a ``key``: the median of its repeats' times (a single repeat: itself)."""
+    groups = {}
+    for r in records:
+        groups.setdefault(key(r), []).append(r)
     out = {}
-    train = {(r["model"], r["precision"], r["buckets"]): r for r in results.get("train", [])
-             if r["setting"] == "new"}
-    before = {r["model"]: r for r in results.get("train", []) if r["setting"] == "before"}
+    for k, group in groups.items():
+        if len(group) == 1:
+            out[k] = group[0]
+            continue
+        merged = dict(group[0])
+        for field in ("seconds_per_step", "pairs_per_second", "texts_per_second", "seconds"):
+            if field in merged:
+                merged[field] = statistics.median(g[field] for g in group)
+        merged["repeats"] = len(group)
+        out[k] = merged
+    return out
+
+
+def ratios(results):
+    """The ratios of the speed targets, from one run's results (medians over repeats)."""
+    out = {}
+    records = results.get("train", [])
+    train = _median_records([r for r in records if r["setting"] == "new"],
+                            lambda r: (r["model"], r["precision"], r["buckets"]))
+    before = _median_records([r for r in records if r["setting"] == "before"],
+                             lambda r: r["model"])
     for (model, precision, bucket), r in train.items():
         tag = f"{precision}{', buckets' if bucket else ''}"
         siamese = train.get(("siamese", precision, bucket))
@@ -266,6 +332,10 @@ def ratios(results):
         if base and (precision, bucket) != ("float32", False):
             out[f"{model}: pairs/s {tag} / float32 random batches"] = \
                 r["pairs_per_second"] / base["pairs_per_second"]
+        same_batches = train.get((model, "float32", bucket))
+        if same_batches and precision != "float32" and bucket:
+            out[f"{model}: pairs/s {precision} / float32 (buckets)"] = \
+                r["pairs_per_second"] / same_batches["pairs_per_second"]
         if model in before:
             out[f"{model}: pairs/s {tag} / before"] = \
                 r["pairs_per_second"] / before[model]["pairs_per_second"]
@@ -275,17 +345,48 @@ def ratios(results):
         if replicas > 1 and one:
             out[f"{model}: step with {replicas} mirrored CPU devices / one device"] = \
                 r["seconds_per_step"] / one["seconds_per_step"]
-    enc = {r["precision"]: r for r in results.get("encode", [])}
+    enc = _median_records(results.get("encode", []), lambda r: r["precision"])
     if "float32" in enc and "mixed_bfloat16" in enc:
         out["encode: bfloat16 / float32 texts/s"] = (enc["mixed_bfloat16"]["texts_per_second"]
                                                     / enc["float32"]["texts_per_second"])
+    for name, r in enc.items():
+        if r.get("backend") == "openvino" and "float32" in enc:
+            out[f"encode: ours {name} / ours TensorFlow float32"] = (
+                r["texts_per_second"] / enc["float32"]["texts_per_second"])
     st = results.get("sentence_transformers", {}).get("backends", {})
     best = max(enc.values(), key=lambda r: r["texts_per_second"]) if enc else None
     for backend, r in st.items():
         if best and r.get("texts_per_second"):
             out[f"encode: ours ({best['precision']}) / sentence-transformers {backend}"] = \
                 best["texts_per_second"] / r["texts_per_second"]
-    return {k: round(v, 3) for k, v in out.items()}
+    if st.get("openvino", {}).get("texts_per_second"):
+        for name, r in enc.items():
+            if r.get("backend") == "openvino":
+                out[f"encode: ours {name} / sentence-transformers openvino"] = (
+                    r["texts_per_second"] / st["openvino"]["texts_per_second"])
+    out = {k: round(v, 3) for k, v in out.items()}
+    out.update(per_repeat_ratios(results))
+    return out
+
+
+def per_repeat_ratios(results):
+    """pairs/s of each reduced precision over float32 in each repeat (same model, bucketed
+    batches): the spread that one-off runs hide. Lists, in repeat order."""
+    by_repeat = {}
+    for r in results.get("train", []):
+        if r["setting"] == "new" and "repeat" in r:
+            by_repeat[(r["model"], r["precision"], r["buckets"], r["repeat"])] = r
+    if len({k[3] for k in by_repeat}) < 2:
+        return {}
+    out = {}
+    for (model, precision, bucket, repeat), r in sorted(by_repeat.items()):
+        base = by_repeat.get((model, "float32", bucket, repeat))
+        if precision != "float32" and base:
+            key = (f"{model}: pairs/s {precision} / float32 "
+                   f"({'buckets' if bucket else 'random'}) per repeat")
+            out.setdefault(key, []).append(round(r["pairs_per_second"]
+                                                 / base["pairs_per_second"], 3))
+    return out
 
 
 def versus_baseline(results, baseline):
@@ -308,13 +409,20 @@ def versus_baseline(results, baseline):
 
 
 def format_report(results):
+    auto = results.get("auto_precision")
     lines = [f"training: batch {results['batch_size']}, {results['steps']} timed steps after "
              f"{results['warmup']}, {results['task']} pairs; {results['cpu_count']} CPU(s): "
-             f"{results.get('cpu', '?')}; TF {results['tensorflow']}", "",
+             f"{results.get('cpu', '?')}; TF {results['tensorflow']}"
+             + (f"; {results['repeats']} alternating repeats" if results.get("repeats", 1) > 1
+                else "")]
+    if auto:
+        lines.append(f"--precision=auto picks {auto['policy']} here: {auto['reason']}")
+    lines += ["",
              f"{'model':<9}{'setting':<8}{'precision':<16}{'batches':<10}{'s/step':>8}"
              f"{'pairs/s':>9}{'padding':>9}{'positions':>11}"]
     for r in results.get("train", []):
-        lines.append(f"{r['model']:<9}{r['setting']:<8}{r['precision']:<16}"
+        setting = r["setting"] + (f"#{r['repeat'] + 1}" if results.get("repeats", 1) > 1 else "")
+        lines.append(f"{r['model']:<9}{setting:<8}{r['precision']:<16}"
                      f"{'bucketed' if r['buckets'] else 'random':<10}"
                      f"{r['seconds_per_step']:>8.3f}{r['pairs_per_second']:>9.1f}"
                      f"{100 * r['padding_share']:>8.1f}%{r['mean_pair_positions']:>11.1f}")
@@ -326,10 +434,15 @@ def format_report(results):
         lines += ["", f"encoding {results['encode'][0]['texts']} texts, batch "
                       f"{results['encode_batch']}:"]
         for r in results["encode"]:
-            lines.append(f"  virt_tf {r['precision']:<16}{r['texts_per_second']:>8.1f} texts/s")
+            extra = (f"  (runs {r['inference_precision']})" if r.get("inference_precision")
+                     else "")
+            lines.append(f"  virt_tf {r['precision']:<16}{r['texts_per_second']:>8.1f} texts/s"
+                         f"{extra}")
         for backend, r in results.get("sentence_transformers", {}).get("backends", {}).items():
             value = (f"{r['texts_per_second']:>8.1f} texts/s" if "texts_per_second" in r
                      else f"failed: {r.get('error', '?')[:80]}")
+            if r.get("inference_precision"):
+                value += f"  (runs {r['inference_precision']})"
             lines.append(f"  sentence-transformers {backend:<9}{value}")
     lines += ["", "ratios:"] + [f"  {k}: {v}" for k, v in results["ratios"].items()]
     if results.get("versus_baseline"):
@@ -364,7 +477,8 @@ def run(task_name, data_dir, encoder_preset=None, models=("cross", "siamese", "v
         batch_size=28, max_seq_length=128, max_train_examples=10000, encode_file=None,
         encode_texts=2000, encode_batch=32, jit_compile=False, st_python=None,
         st_backends=(), include_before=True, st_model=None, stack_texts=False,
-        mirrored_cpu_devices=0, mirrored_models=("virt",), log=print):
+        mirrored_cpu_devices=0, mirrored_models=("virt",), log=print, repeats=1,
+        encode_precisions=None, openvino_precisions=()):
     """The whole benchmark; returns the results dict (see `format_report`)."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     from virt_tf.distribute import get_strategy  # pylint: disable=import-outside-toplevel
@@ -387,7 +501,14 @@ def run(task_name, data_dir, encoder_preset=None, models=("cross", "siamese", "v
     task = tasks.get_task(task_name)
     examples = tasks.read_split(task, data_dir, "train")[:max_train_examples]
     pairs = TokenizedPairs.from_examples(examples, prep)
+    from virt_tf import precision as precision_lib  # pylint: disable=import-outside-toplevel
+    auto_policy, auto_reason = precision_lib.resolve_precision("auto")
+    if openvino_precisions and encode_texts and encode_file:  # fail before hours of timing
+        from virt_tf.openvino_backend import require_openvino  # pylint: disable=import-outside-toplevel
+        require_openvino()
     results = {"task": task_name, "train_examples": len(pairs), "batch_size": batch_size,
+               "repeats": int(repeats),
+               "auto_precision": {"policy": auto_policy, "reason": auto_reason},
                "steps": steps, "warmup": warmup, "encoder_preset": encoder_preset,
                "tensorflow": tf.__version__, "cpu_count": os.cpu_count(),
                "machine": platform.machine(), "jit_compile": jit_compile,
@@ -400,15 +521,18 @@ def run(task_name, data_dir, encoder_preset=None, models=("cross", "siamese", "v
                                                 pretrained, prep, steps, warmup, batch_size,
                                                 legacy=examples))
             log(f"  {results['train'][-1]}")
-    for bucket in buckets:
-        for precision in precisions:
+    # precisions innermost: the settings compared with each other run next to each other,
+    # and each repeat visits them all again (alternating repeats)
+    for repeat in range(int(repeats)):
+        for bucket in buckets:
             for name in models:
-                log(f"train {name} {precision} buckets={bucket}")
-                results["train"].append(train_speed(name, precision, bucket, pairs, config,
-                                                    pretrained, prep, steps, warmup,
-                                                    batch_size, jit_compile,
-                                                    stack_texts=stack_texts))
-                log(f"  {results['train'][-1]}")
+                for precision in precisions:
+                    log(f"train {name} {precision} buckets={bucket} repeat={repeat + 1}")
+                    r = train_speed(name, precision, bucket, pairs, config, pretrained, prep,
+                                    steps, warmup, batch_size, jit_compile,
+                                    stack_texts=stack_texts)
+                    results["train"].append(dict(r, repeat=repeat))
+                    log(f"  {results['train'][-1]}")
     if mirrored is not None:
         precision = "float32"
         for name in mirrored_models:
@@ -422,11 +546,19 @@ def run(task_name, data_dir, encoder_preset=None, models=("cross", "siamese", "v
                 log(f"  {r}")
     if encode_texts and encode_file:
         texts = read_first_column(encode_file, "sentence1", encode_texts)
-        for precision in precisions:
-            log(f"encode {len(texts)} texts {precision}")
-            results["encode"].append(encode_speed(texts, config, pretrained, prep, precision,
-                                                  encode_batch))
-            log(f"  {results['encode'][-1]}")
+        for repeat in range(int(repeats)):
+            for precision in (encode_precisions if encode_precisions is not None else
+                              [p for p in precisions if p != "mixed_float16"]):
+                log(f"encode {len(texts)} texts {precision} repeat={repeat + 1}")
+                r = encode_speed(texts, config, pretrained, prep, precision, encode_batch)
+                results["encode"].append(dict(r, repeat=repeat))
+                log(f"  {results['encode'][-1]}")
+            for ov_precision in openvino_precisions:
+                log(f"encode {len(texts)} texts openvino {ov_precision} repeat={repeat + 1}")
+                r = openvino_encode_speed(texts, config, pretrained, prep, ov_precision,
+                                          encode_batch)
+                results["encode"].append(dict(r, repeat=repeat))
+                log(f"  {results['encode'][-1]}")
         if st_python:
             log(f"sentence-transformers in {st_python}: {', '.join(st_backends)}")
             results["sentence_transformers"] = sentence_transformers_speed(
@@ -461,7 +593,9 @@ def _main():
                   FLAGS.sentence_transformers_python, FLAGS.st_backends,
                   FLAGS.include_before, FLAGS.st_model, FLAGS.stack_texts,
                   FLAGS.mirrored_cpu_devices, FLAGS.mirrored_models,
-                  log=lambda s: logging.info("%s", s))
+                  log=lambda s: logging.info("%s", s), repeats=FLAGS.repeats,
+                  encode_precisions=FLAGS.encode_precisions,
+                  openvino_precisions=FLAGS.openvino_precisions)
     if FLAGS.baseline_json:
         with open(FLAGS.baseline_json, encoding="utf-8") as f:
             results["versus_baseline"] = versus_baseline(results, json.load(f))

@@ -28,6 +28,21 @@ def measure(model, texts, batch_size, repeats):
     return {"seconds": round(seconds, 3), "texts_per_second": round(len(texts) / seconds, 1)}
 
 
+def inference_precision(model):
+    """The OpenVINO CPU plugin's inference precision of an openvino-backend model (best
+    effort: optimum-intel keeps the compiled model in ``request``); None elsewhere."""
+    for module in model:
+        auto = getattr(module, "auto_model", None)
+        compiled = getattr(auto, "request", None)
+        compiled = getattr(compiled, "get_compiled_model", lambda c=compiled: c)()
+        try:
+            value = compiled.get_property("INFERENCE_PRECISION_HINT")
+            return value.get_type_name() if hasattr(value, "get_type_name") else str(value)
+        except Exception:  # pylint: disable=broad-except
+            continue
+    return None
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--texts", required=True, help="JSON list of strings")
@@ -52,6 +67,8 @@ def main(argv=None):
         try:
             model = SentenceTransformer(args.model, backend=backend, device="cpu")
             out["backends"][backend] = measure(model, texts, args.batch_size, args.repeats)
+            if backend == "openvino":
+                out["backends"][backend]["inference_precision"] = inference_precision(model)
         except Exception as e:  # pylint: disable=broad-except
             out["backends"][backend] = {"error": f"{type(e).__name__}: {e}"[:500]}
         print(f"{backend}: {out['backends'][backend]}", file=sys.stderr)

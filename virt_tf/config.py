@@ -8,6 +8,7 @@ CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file
 
 
 from virt_tf.errors import ConfigError  # noqa: F401 (raised here, defined with the others)
+from virt_tf.precision import CHOICES as PRECISIONS
 
 
 def _load_yaml(path):
@@ -109,7 +110,7 @@ def validate(cfg):
     choices = {"virt_head": ("adapted", "simple"), "fusion": ("paper", "code", "concat"),
                "virt_norm": ("squared", "frobenius", "kl"), "distill_loss": ("kl", "mse"),
                "virt_alpha_schedule": ("constant", "linear"),
-               "precision": ("float32", "mixed_bfloat16"), "select_epoch": ("last", "best_tune")}
+               "precision": PRECISIONS, "select_epoch": ("last", "best_tune")}
     for name, allowed in choices.items():
         if cfg.get(name) not in allowed:
             raise ConfigError(f"{name} must be one of {allowed}, got {cfg.get(name)!r}")

@@ -29,6 +29,11 @@ Cache (``--output``): one numpy ``.npz`` file, read with ``allow_pickle=False``:
 
 Texts are tokenized first, sorted by length and batched in that order (less
 padding, faster); a progress bar shows on a terminal.
+
+``--backend=openvino`` runs the same ``encode`` signature converted by OpenVINO
+(`virt_tf.openvino_backend`; the optional package ``openvino``), from an IR of
+``virt_tf.export --format=openvino`` (``--openvino_model``) or converted on the spot;
+the cache is the same (``meta.backend`` says which ran).
 """
 import dataclasses
 import hashlib
@@ -47,6 +52,7 @@ FLAGS = flags.FLAGS
 CACHE_FORMAT = "virt_tf.state_cache"
 CACHE_VERSION = 1
 CACHE_KEYS = ("ids", "offsets", "states", "meta")
+BACKENDS = ("tensorflow", "openvino")
 
 
 def define_flags():
@@ -57,6 +63,12 @@ def define_flags():
     flags.DEFINE_integer("batch_size", 64, "Texts per encoder call.")
     flags.DEFINE_integer("max_seq_length", None, "Length budget of one packed text, [CLS] and "
                          "[SEP] included (default: the model's max_seq_length).")
+    flags.DEFINE_enum("backend", "tensorflow", BACKENDS, "What runs the encoder: TensorFlow, "
+                      "or OpenVINO's CPU runtime (optional package openvino; docs/precision.md).")
+    flags.DEFINE_string("openvino_model", None, "--backend=openvino: an IR folder written by "
+                        "virt_tf.export --format=openvino (default: convert the model now).")
+    flags.DEFINE_enum("openvino_precision", "f32", ["f32", "bf16", "f16"], "--backend=openvino: "
+                      "inference precision (f32: the states equal TensorFlow's).")
 
 
 def _data_error(message):
@@ -165,8 +177,8 @@ def encode_texts(encode_fn, preprocessor, texts, batch_size=64, dtype=np.float32
     """Encode each text alone: returns ``(states, offsets)``.
 
     Args:
-      encode_fn: ``ModelServer.encode`` (ids `[batch, seq]` -> ``states``
-        `[batch, seq, H]`, ``mask``).
+      encode_fn: ``ModelServer.encode`` or an `OpenVinoEncoder` (ids `[batch, seq]` ->
+        ``states`` `[batch, seq, H]`, ``mask``).
       preprocessor: a `BertPairPreprocessor`; its ``single`` packs and truncates.
       texts: list of n str.
     Returns:
@@ -182,8 +194,8 @@ def encode_texts(encode_fn, preprocessor, texts, batch_size=64, dtype=np.float32
         index = order[start:start + batch_size]
         packing = preprocessor.single(tf.constant([texts[i] for i in index]))
         out = encode_fn(**packing)
-        states = out["states"].numpy()
-        valid = out["mask"].numpy().sum(axis=1)
+        states = np.asarray(out["states"])  # tf.Tensor (TensorFlow) or numpy (OpenVINO)
+        valid = np.asarray(out["mask"]).sum(axis=1)
         for row, i in enumerate(index):
             if valid[row] != lengths[i]:  # the tokenizer disagreed with itself: never expected
                 raise RuntimeError(f"text {i}: {valid[row]} positions, expected {lengths[i]}")
@@ -261,8 +273,52 @@ def read_cache(path):
     return StateCache([str(i) for i in ids], offsets, states, meta)
 
 
+def encode_cache(matcher, ids, texts, float16=False, batch_size=64, backend="tensorflow",
+                 openvino_model=None, openvino_precision="f32", show_progress=False):
+    """A `StateCache` of ``texts`` (with ``ids``) encoded by ``matcher`` (a `TextMatcher`
+    of a representation model), through TensorFlow or OpenVINO: the same format either
+    way; ``meta`` records the backend."""
+    from virt_tf.errors import ConfigError  # pylint: disable=import-outside-toplevel
+    from virt_tf.serving import ModelServer  # pylint: disable=import-outside-toplevel
+    if batch_size <= 0:
+        raise ConfigError(f"--batch_size must be positive, got {batch_size}")
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if not matcher.offline:
+        raise ConfigError(f"a {matcher.model_name} model has no offline part: it reads both "
+                          "texts together; encoding needs a model that encodes its texts "
+                          "apart (siamese, virt, deformer, dipair, poly, dse)")
+    if backend == "openvino":
+        from virt_tf import openvino_backend  # pylint: disable=import-outside-toplevel
+        if openvino_model:
+            if not matcher.directory:
+                raise ConfigError("an exported OpenVINO model is checked against a model "
+                                  "directory: load the matcher from one")
+            encode_fn = openvino_backend.encoder_for(matcher.directory, openvino_model,
+                                                     openvino_precision)
+        else:
+            encode_fn = openvino_backend.encoder_for_classifier(
+                matcher.classifier, matcher.model_name, openvino_precision)
+    else:
+        encode_fn = ModelServer(matcher.classifier, matcher.model_name).encode
+    prep = matcher.preprocessor
+    dtype = np.float16 if float16 else np.float32
+    bar = progress_bar(len(texts), "text") if show_progress else None
+    states, offsets = encode_texts(encode_fn, prep, list(texts), batch_size, dtype, bar)
+    meta = {"format": CACHE_FORMAT, "version": CACHE_VERSION, "model": matcher.model_name,
+            "hidden_size": int(states.shape[1]), "dtype": np.dtype(dtype).name,
+            "max_seq_length": int(prep.max_seq_length), "lower_case": bool(prep.lower_case),
+            "model_fingerprint": (model_fingerprint(matcher.directory)
+                                  if matcher.directory else None),
+            "backend": backend}
+    if backend == "openvino":
+        meta["openvino_precision"] = openvino_precision
+    return StateCache(list(ids), offsets, states, meta)
+
+
 def encode_file(model_dir, input_path, output_path, float16=False, batch_size=64,
-                max_seq_length=None, show_progress=True):
+                max_seq_length=None, show_progress=True, backend="tensorflow",
+                openvino_model=None, openvino_precision="f32"):
     """Encode the texts of ``input_path`` with the model of ``model_dir`` into a cache.
 
     Returns a summary dict (texts, pieces, dtype, bytes, path).
@@ -270,7 +326,6 @@ def encode_file(model_dir, input_path, output_path, float16=False, batch_size=64
     from virt_tf.errors import ConfigError  # pylint: disable=import-outside-toplevel
     from virt_tf.loading import load  # pylint: disable=import-outside-toplevel
     from virt_tf.models.registry import get_spec, read_model_config  # pylint: disable=import-outside-toplevel
-    from virt_tf.serving import ModelServer  # pylint: disable=import-outside-toplevel
 
     if batch_size <= 0:
         raise ConfigError(f"--batch_size must be positive, got {batch_size}")
@@ -279,24 +334,20 @@ def encode_file(model_dir, input_path, output_path, float16=False, batch_size=64
         raise ConfigError(f"{model_dir} holds a {config['model']} model, which has no offline "
                          "part: it reads both texts together; encode needs a model that "
                          "encodes its texts apart (siamese, virt, deformer, dipair, poly, dse)")
+    if backend == "openvino":  # before reading anything: a missing package is one line
+        from virt_tf.openvino_backend import require_openvino  # pylint: disable=import-outside-toplevel
+        require_openvino()
     ids, texts = read_texts(input_path)
     length = max_seq_length or config.get("max_seq_length", 128)
     positions = config["classifier"]["encoder_config"]["max_position_embeddings"]
     if not 5 <= length <= positions:
         raise ConfigError(f"--max_seq_length must be in [5, {positions}], got {length}")
     matcher = load(model_dir, max_seq_length=length)
-    prep = matcher.preprocessor
-    server = ModelServer(matcher.classifier, config["model"])
-    dtype = np.float16 if float16 else np.float32
-    bar = progress_bar(len(texts), "text") if show_progress else None
-    states, offsets = encode_texts(server.encode, prep, texts, batch_size, dtype, bar)
-    meta = {"format": CACHE_FORMAT, "version": CACHE_VERSION, "model": config["model"],
-            "hidden_size": int(states.shape[1]), "dtype": np.dtype(dtype).name,
-            "max_seq_length": int(length), "lower_case": bool(prep.lower_case),
-            "model_fingerprint": model_fingerprint(model_dir)}
-    size = write_cache(output_path, StateCache(ids, offsets, states, meta))
-    return {"texts": len(ids), "pieces": int(offsets[-1]), "dtype": meta["dtype"],
-            "bytes": size, "path": output_path}
+    cache = encode_cache(matcher, ids, texts, float16, batch_size, backend, openvino_model,
+                         openvino_precision, show_progress)
+    size = write_cache(output_path, cache)
+    return {"texts": len(ids), "pieces": int(cache.offsets[-1]), "dtype": cache.meta["dtype"],
+            "bytes": size, "path": output_path, "backend": backend}
 
 
 def human_size(n):
@@ -310,7 +361,8 @@ def human_size(n):
 
 
 PATH_FLAGS = (PathFlag("model_dir", paths.MODEL_DIR), PathFlag("input", paths.INPUT_FILE),
-              PathFlag("output", paths.OUTPUT_FILE))
+              PathFlag("output", paths.OUTPUT_FILE),
+              PathFlag("openvino_model", paths.INPUT_DIR))
 
 
 def _encode():
@@ -318,7 +370,9 @@ def _encode():
     paths.check_flags(FLAGS, PATH_FLAGS)
     with paths.os_errors_as_user_errors(paths.flag_roots(FLAGS, PATH_FLAGS)):
         result = encode_file(FLAGS.model_dir, FLAGS.input, FLAGS.output, FLAGS.float16,
-                             FLAGS.batch_size, FLAGS.max_seq_length)
+                             FLAGS.batch_size, FLAGS.max_seq_length, backend=FLAGS.backend,
+                             openvino_model=FLAGS.openvino_model,
+                             openvino_precision=FLAGS.openvino_precision)
     logging.info("encoded %s", result)
     print(f"wrote {result['texts']} texts ({result['pieces']} word-piece states, "
           f"{result['dtype']}) to {result['path']}: {human_size(result['bytes'])} "

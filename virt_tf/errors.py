@@ -54,3 +54,8 @@ class MissingFileError(PathError, FileNotFoundError):
 
 class ExistingFileError(PathError, FileExistsError):
     """An output the user named exists and may not be replaced."""
+
+
+class MissingDependencyError(UserError, ImportError):
+    """An optional package that an asked-for feature needs is not installed (names it and
+    how to install it)."""

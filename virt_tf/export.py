@@ -22,6 +22,11 @@ casing and ``max_seq_length``) has ``serving_default(text_a, text_b)`` giving
 exactly the inputs of the model's ``serving_default`` and, for the
 representation models, ``encode(text)`` giving those of the model's ``encode``.
 See docs/serving.md for the REST requests.
+
+``--format=openvino`` also converts the model SavedModel's ``encode`` signature with
+OpenVINO's own converter into ``EXPORT_DIR/NAME_openvino/<version>/encode.xml`` (+
+``.bin``; `virt_tf.openvino_backend`), which ``virt_tf.encode --backend=openvino
+--openvino_model=...`` runs (optional package ``openvino``; representation models only).
 """
 import json
 import os
@@ -37,6 +42,7 @@ from virt_tf.paths import PathFlag
 
 FLAGS = flags.FLAGS
 EXPORT_INFO = "virt_tf_export.json"
+FORMATS = ("saved_model", "openvino")
 
 
 def define_flags():
@@ -47,6 +53,8 @@ def define_flags():
     flags.DEFINE_integer("version", None, "Version number (default: one above the highest "
                          "already in either folder, 1 for a new export).")
     flags.DEFINE_bool("overwrite", False, "Replace an existing export of the same version.")
+    flags.DEFINE_enum("format", "saved_model", FORMATS, "openvino: also the encode signature "
+                      "converted by OpenVINO into NAME_openvino/<version>/ (needs openvino).")
 
 
 def next_version(*folders):
@@ -72,12 +80,16 @@ def _save(module, signatures, path):
     return tmp
 
 
-def export(model_dir, export_dir, name=None, version=None, overwrite=False):
+def export(model_dir, export_dir, name=None, version=None, overwrite=False,
+           fmt="saved_model"):
     """Export ``model_dir`` under ``export_dir``. Returns a dict describing the export.
 
     Keys: ``model_path``, ``preprocessing_path`` (the version folders),
-    ``signatures`` (of the model SavedModel), ``version``, ``model``, ``labels``.
+    ``signatures`` (of the model SavedModel), ``version``, ``model``, ``labels``; with
+    ``fmt="openvino"`` also ``openvino_path`` (the folder of ``encode.xml``).
     """
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format must be one of {FORMATS}, got {fmt!r}")
     from virt_tf.loading import load  # pylint: disable=import-outside-toplevel
     from virt_tf.models.registry import read_model_config  # pylint: disable=import-outside-toplevel
     from virt_tf.serving import (ModelServer, PreprocessingServer,  # pylint: disable=import-outside-toplevel
@@ -90,12 +102,21 @@ def export(model_dir, export_dir, name=None, version=None, overwrite=False):
         raise ConfigError(f"--name must be letters, digits, '_' or '-', got {name!r}")
     model_base = os.path.join(export_dir, name)
     prep_base = os.path.join(export_dir, name + "_preprocessing")
-    version = next_version(model_base, prep_base) if version is None else int(version)
+    ov_base = os.path.join(export_dir, name + "_openvino")
+    version = next_version(model_base, prep_base, ov_base) if version is None else int(version)
     if version <= 0:
         raise ConfigError(f"--version must be a positive integer, got {version}")
     model_path = os.path.join(model_base, str(version))
     prep_path = os.path.join(prep_base, str(version))
-    for path in (model_path, prep_path):
+    ov_path = os.path.join(ov_base, str(version)) if fmt == "openvino" else None
+    if fmt == "openvino":  # before writing anything
+        from virt_tf.models.registry import get_spec  # pylint: disable=import-outside-toplevel
+        from virt_tf.openvino_backend import require_openvino  # pylint: disable=import-outside-toplevel
+        require_openvino()
+        if not get_spec(model_name).cls.offline:
+            raise ConfigError(f"--format=openvino converts the offline encode signature; a "
+                              f"{model_name} model has none (it reads both texts together)")
+    for path in filter(None, (model_path, prep_path, ov_path)):
         if os.path.exists(path) and not overwrite:
             raise ExistingFileError(f"{path} exists; pass --overwrite or another --version")
 
@@ -127,7 +148,16 @@ def export(model_dir, export_dir, name=None, version=None, overwrite=False):
         if os.path.exists(path):  # --overwrite
             shutil.rmtree(path)
         os.replace(tmp, path)
-    return dict(info, model_path=model_path, preprocessing_path=prep_path)
+    result = dict(info, model_path=model_path, preprocessing_path=prep_path)
+    if ov_path:
+        from virt_tf.encode import model_fingerprint  # pylint: disable=import-outside-toplevel
+        from virt_tf.openvino_backend import export_ir  # pylint: disable=import-outside-toplevel
+        import openvino  # pylint: disable=import-outside-toplevel
+        export_ir(model_path, ov_path, dict(
+            info, format="openvino", openvino=openvino.__version__, converted_from=model_path,
+            model_fingerprint=model_fingerprint(model_dir)))
+        result["openvino_path"] = ov_path
+    return result
 
 
 PATH_FLAGS = (PathFlag("model_dir", paths.MODEL_DIR), PathFlag("export_dir", paths.OUTPUT_DIR))
@@ -138,11 +168,13 @@ def _export():
     paths.check_flags(FLAGS, PATH_FLAGS)
     with paths.os_errors_as_user_errors(paths.flag_roots(FLAGS, PATH_FLAGS)):
         result = export(FLAGS.model_dir, FLAGS.export_dir, FLAGS.name, FLAGS.version,
-                        FLAGS.overwrite)
+                        FLAGS.overwrite, FLAGS.format)
     logging.info("exported %s", result)
     print(f"model         {result['model_path']}  signatures: {', '.join(result['signatures'])}")
     print(f"preprocessing {result['preprocessing_path']}  signatures: "
           f"{', '.join(result['preprocessing']['signatures'])}")
+    if result.get("openvino_path"):
+        print(f"openvino      {result['openvino_path']}  encode.xml (the encode signature)")
     if not result["offline"]:
         print(f"note: a {result['model']} model has no offline part: its SavedModel has only "
               "serving_default (ids of the packed pair); encode and score do not apply.")

@@ -125,6 +125,25 @@ class TextMatcher:
         return predict_probs(self.classifier, list(zip(texts_a, texts_b)), self.preprocessor,
                              batch_size)
 
+    def encode(self, texts, ids=None, batch_size=64, float16=False, backend="tensorflow",
+               openvino_model=None, openvino_precision="f32"):
+        """The offline part on a list of texts: a `virt_tf.encode.StateCache` (the format
+        `python -m virt_tf.encode` writes; `virt_tf.encode.write_cache` saves it).
+
+        ``backend``: ``tensorflow`` or ``openvino`` (OpenVINO's CPU runtime on the
+        converted ``encode`` signature, optional package ``openvino``; ``openvino_model``:
+        an IR folder of ``virt_tf.export --format=openvino`` of this directory, else the
+        model is converted now). ``ids`` default to ``"1".."n"``.
+        """
+        from virt_tf.encode import encode_cache  # pylint: disable=import-outside-toplevel
+        texts = list(texts)
+        ids = [str(i) for i in (ids if ids is not None else range(1, len(texts) + 1))]
+        if len(ids) != len(texts):
+            raise ValueError(f"encode needs one id a text, got {len(ids)} ids for "
+                             f"{len(texts)} texts")
+        return encode_cache(self, ids, texts, float16, batch_size, backend, openvino_model,
+                            openvino_precision)
+
     def evaluate(self, examples, batch_size=64):
         """Task metrics on labelled `Example`s (e.g. from `read_split`)."""
         from virt_tf.evaluation import evaluate_examples  # pylint: disable=import-outside-toplevel

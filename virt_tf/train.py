@@ -86,8 +86,10 @@ flags.DEFINE_integer("dipair_y_tokens", None, "DiPair: first states of y read on
 flags.DEFINE_integer("poly_codes", None, "Poly-encoder: learned codes (paper: 360).")
 flags.DEFINE_integer("poly_first_m", None, "Poly-encoder: use x's first m states instead of "
                      "learned codes (released code: 64).")
-flags.DEFINE_enum("precision", None, ["float32", "mixed_bfloat16"], "Compute precision of "
-                  "training (weights and losses stay float32).")
+flags.DEFINE_enum("precision", None, ["float32", "mixed_bfloat16", "mixed_float16", "auto"],
+                  "Compute precision of training (weights and losses stay float32; "
+                  "mixed_float16 with dynamic loss scaling; auto: from the hardware, "
+                  "docs/precision.md).")
 flags.DEFINE_bool("length_buckets", None, "Batches of similar length (seeded, deterministic).")
 flags.DEFINE_bool("jit_compile", None, "Compile the train step with XLA.")
 flags.DEFINE_enum("select_epoch", None, ["last", "best_tune"], "Keep the last epoch's weights "
@@ -134,6 +136,8 @@ PATH_FLAGS = (PathFlag("data_dir", paths.INPUT_DIR), PathFlag("teacher_dir", pat
               PathFlag("config", paths.INPUT_FILE, allow_empty=True),
               PathFlag("model_dir", paths.OUTPUT_DIR),
               PathFlag("debug_worker_weights", paths.OUTPUT_DIR))
+flags.DEFINE_integer("debug_overflow_at_step", None, "Testing only, mixed_float16: make the "
+                     "scaled gradients of this step overflow (the step is skipped).")
 
 OVERRIDABLE = ("epochs", "teacher_epochs", "learning_rate", "batch_size", "warmup_ratio",
                "max_seq_length", "seed", "virt_alpha", "virt_head", "fusion", "pool_padding",
@@ -242,6 +246,9 @@ def _train_checked():
     from virt_tf.config import ConfigError, preset  # pylint: disable=import-outside-toplevel
 
     cfg = resolve_config()
+    from virt_tf.precision import describe, resolve_precision  # pylint: disable=import-outside-toplevel
+    cfg["precision"], cfg["_precision_reason"] = resolve_precision(cfg["precision"])
+    logging.info("%s", describe(cfg["precision"], cfg["_precision_reason"]))
     task = make_task(cfg)
     data = load_data(cfg, task)
 
@@ -276,6 +283,12 @@ def _train_checked():
                           f"{cfg['encoder_config'].max_position_embeddings} positions")
     if FLAGS.debug_nan_at_step:
         cfg["_debug_nan_at_step"] = FLAGS.debug_nan_at_step
+    if FLAGS.debug_overflow_at_step is not None:
+        if FLAGS.debug_overflow_at_step < 1 or cfg["precision"] != "mixed_float16":
+            raise ConfigError("--debug_overflow_at_step needs a step >= 1 and "
+                              f"--precision=mixed_float16 (got {FLAGS.debug_overflow_at_step},"
+                              f" {cfg['precision']})")
+        cfg["_debug_overflow_at_step"] = FLAGS.debug_overflow_at_step
     prep = BertPairPreprocessor(vocab, lower_case, cfg["max_seq_length"])
     texts_a = tf.constant([e.text_a for e in data["train"]])
     texts_b = tf.constant([e.text_b for e in data["train"]])

@@ -41,6 +41,7 @@ from virt_tf.modeling.checkpoints import assign_weights
 from virt_tf.models.registry import build_classifier, build_now, load_classifier, save_classifier
 from virt_tf.models.virt import VirtModel
 from virt_tf.optimization import create_optimizer
+from virt_tf import precision as precisions
 
 METRICS_FILE = "metrics.json"
 TRAIN_LOG = "train_log.jsonl"
@@ -251,11 +252,12 @@ RESUME_FREE = {"checkpoint_steps", "max_eval_examples", "eval_split"}
 
 @contextlib.contextmanager
 def precision_scope(policy):
-    """Keras' global dtype policy (``float32`` or ``mixed_bfloat16``) while building models.
+    """Keras' global dtype policy (``float32``, ``mixed_bfloat16`` or ``mixed_float16``)
+    while building models.
 
-    Under ``mixed_bfloat16`` matmuls run in bfloat16 and the variables stay float32;
-    the losses (`virt_tf.losses`) cast to float32, so softmaxes of the loss, L_virt
-    and the cross-entropy are float32.
+    Under ``mixed_bfloat16`` / ``mixed_float16`` matmuls run in bfloat16 / float16 and
+    the variables stay float32; the losses (`virt_tf.losses`) cast to float32, so
+    softmaxes of the loss, L_virt and the cross-entropy are float32 (`virt_tf.precision`).
     """
     previous = keras.config.dtype_policy().name
     keras.config.set_dtype_policy(policy or "float32")
@@ -405,7 +407,10 @@ def run_stage(model_name, directory, cfg, data, pretrained, preprocessor, teache
     batch_size = int(cfg["batch_size"])
     spe = steps_per_epoch(len(data["train"]), batch_size)
     total = spe * epochs
-    with precision_scope(cfg.get("precision", "float32")), strategy.scope():
+    policy, reason = precisions.resolved(cfg)
+    cfg = dict(cfg, precision=policy)  # stage.json records the policy that ran
+    logging.info("%s: %s", directory, precisions.describe(policy, reason))
+    with precision_scope(policy), strategy.scope():
         classifier = build_now(build_classifier(model_name, cfg["encoder_config"],
                                                 task.num_labels, cfg))
         if pretrained is not None:
@@ -413,6 +418,7 @@ def run_stage(model_name, directory, cfg, data, pretrained, preprocessor, teache
         optimizer = create_optimizer(cfg["learning_rate"], total, cfg["warmup_ratio"],
                                      cfg["adam_epsilon"], cfg["adam_beta_1"],
                                      cfg["adam_beta_2"], cfg.get("clipnorm"))
+        optimizer = precisions.wrap_optimizer(optimizer, policy)  # float16: loss scaling
         terms = objective_from_config(cfg)
         model = VirtModel(classifier, teacher=teacher, terms=terms, total_steps=total)
         model.compile(optimizer=optimizer, jit_compile=bool(cfg.get("jit_compile", False)))
@@ -467,6 +473,8 @@ def run_stage(model_name, directory, cfg, data, pretrained, preprocessor, teache
             callbacks.insert(1, keep_best)
     if cfg.get("_debug_nan_at_step"):
         callbacks.insert(0, PoisonWeights(classifier, cfg["_debug_nan_at_step"]))
+    if cfg.get("_debug_overflow_at_step") and precisions.uses_loss_scaling(policy):
+        callbacks.insert(0, precisions.overflow_injector(cfg["_debug_overflow_at_step"]))
     val = None
     if data.get("tune"):
         # packed once and kept in memory: each epoch's validation then starts at once
@@ -532,7 +540,10 @@ def run_stage(model_name, directory, cfg, data, pretrained, preprocessor, teache
     metrics = evaluate_with_loss(classifier, data["eval"], preprocessor, task.metrics, probs)
     metrics.update(run_info, split=cfg["eval_split"], train_seconds=round(train_seconds, 1),
                    eval_seconds=round(time.time() - t1, 1), seed=seed, selected_epoch=chosen,
-                   precision=cfg.get("precision", "float32"))
+                   precision=policy, precision_reason=reason)
+    if precisions.uses_loss_scaling(policy):  # batches read vs updates applied
+        metrics.update(loss_scale=precisions.loss_scale(optimizer),
+                       skipped_steps=total - precisions.applied_steps(optimizer))
     if data.get("tune"):
         tune = evaluate_with_loss(classifier, data["tune"], preprocessor, task.metrics)
         metrics["tune"] = {k: v for k, v in tune.items()}

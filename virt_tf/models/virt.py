@@ -20,6 +20,11 @@ class VirtModel(keras.Model):
     `test_step` and `predict` run the student alone: nothing of VIRT runs at
     inference.
 
+    Under ``mixed_float16`` the optimizer is a loss-scaling one
+    (`virt_tf.precision.wrap_optimizer`): the summed loss (float32) is scaled before the
+    gradients are taken, and a step whose gradients overflow is skipped, not applied;
+    the logged losses are the unscaled ones.
+
     Whether a teacher is needed follows from the terms and is checked here, once.
 
     Batches may carry the teacher's logits (``features["teacher_logits"]``, computed
@@ -120,8 +125,11 @@ class VirtModel(keras.Model):
         features, labels = data[0], data[1]
         with tf.GradientTape() as tape:
             losses = self.compute_losses(features, labels, training=True)
+            # float16: times the dynamic loss scale (the optimizer divides the gradients
+            # by it, or skips the step when they overflow); other precisions: unchanged
+            scaled = self.optimizer.scale_loss(losses["loss"])
         variables = self.student.trainable_variables
-        grads = tape.gradient(losses["loss"], variables)
+        grads = tape.gradient(scaled, variables)
         self.optimizer.apply_gradients(zip(grads, variables))
         return self._update(losses, labels)
 

@@ -6,12 +6,15 @@ import tensorflow as tf
 
 # Added to the scores of masked keys; large enough that exp() underflows to 0.
 MASK_BIAS = -1e9
+# float16 has no -1e9 (it would round to -inf, and 0 * -inf is NaN): a bias it holds.
+MASK_BIAS_FLOAT16 = -3e4
 
 
 def attention_bias(mask, dtype=tf.float32):
     """[batch, key] 0/1 mask -> additive bias broadcastable to [batch, heads, query, key]."""
     mask = tf.cast(mask, dtype)
-    return (1.0 - mask)[:, None, None, :] * MASK_BIAS
+    bias = MASK_BIAS_FLOAT16 if tf.as_dtype(dtype) == tf.float16 else MASK_BIAS
+    return (1.0 - mask)[:, None, None, :] * bias
 
 
 @keras.saving.register_keras_serializable(package="virt_tf")
@@ -69,9 +72,11 @@ class ScoresMultiHeadAttention(keras.layers.Layer):
         k = self.project(hidden, "key")
         v = self.project(hidden, "value")
         scores = tf.matmul(q, k, transpose_b=True) * (1.0 / math.sqrt(self.head_size))
+        if scores.dtype == tf.float16:  # softmax (and the returned scores) in float32
+            scores = tf.cast(scores, tf.float32)
         if padding_mask is not None:
             scores = scores + attention_bias(padding_mask, scores.dtype)
-        probs = tf.nn.softmax(scores, axis=-1)
+        probs = tf.cast(tf.nn.softmax(scores, axis=-1), v.dtype)
         probs = self._dropout(probs, training=training)
         context = tf.matmul(probs, v)  # [b, h, s, d]
         context = tf.transpose(context, [0, 2, 1, 3])

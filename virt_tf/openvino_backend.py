@@ -1,0 +1,182 @@
+"""OpenVINO for the offline part: the exported ``encode`` signature run by OpenVINO's CPU runtime.
+
+The model is never written by hand: `convert_encode` loads a model SavedModel written by
+`virt_tf.export` (its ``encode`` signature: ids of one text -> ``states``, ``mask``; no
+tensorflow-text op) and hands that signature to OpenVINO's own converter
+(``openvino.convert_model``); `save_ir` writes the result with ``openvino.save_model``
+(weights kept in float32). Layout of ``python -m virt_tf.export --format=openvino``::
+
+    EXPORT_DIR/NAME/<version>/                 the model SavedModel (as without the flag)
+    EXPORT_DIR/NAME_preprocessing/<version>/   the preprocessing SavedModel
+    EXPORT_DIR/NAME_openvino/<version>/encode.xml, encode.bin, virt_tf_openvino.json
+
+`OpenVinoEncoder` compiles the IR for the CPU and is called like ``ModelServer.encode``
+(``input_word_ids``, ``input_mask``, ``input_type_ids`` `[batch, seq]` int32 ->
+``states`` `[batch, seq, hidden]` float32, ``mask`` `[batch, seq]` int32, as numpy
+arrays), so `virt_tf.encode.encode_texts` writes the same state cache through it.
+Inference precision ``f32`` (the default) keeps OpenVINO's CPU plugin in float32: its
+own default on a CPU with bfloat16 instructions (AVX512_BF16, AMX) is bfloat16.
+
+``openvino`` is an optional dependency (``pip install -r requirements-openvino.txt``);
+without it every entry here raises `MissingDependencyError` (one ``error:`` line).
+"""
+import json
+import os
+import shutil
+import tempfile
+
+from virt_tf.errors import CheckpointError, ConfigError, MissingDependencyError
+
+IR_NAME = "encode.xml"
+INFO_FILE = "virt_tf_openvino.json"
+FOLDER_SUFFIX = "_openvino"
+# OpenVINO's names for the CPU plugin's inference precision
+PRECISIONS = ("f32", "bf16", "f16")
+INSTALL_HINT = "pip install -r requirements-openvino.txt (or: pip install openvino)"
+
+
+def require_openvino():
+    """The ``openvino`` module, or `MissingDependencyError` saying how to install it."""
+    try:
+        import openvino  # pylint: disable=import-outside-toplevel
+    except ImportError as e:
+        raise MissingDependencyError(
+            f"the OpenVINO backend needs the optional package openvino, which is not "
+            f"installed ({e}); install it with: {INSTALL_HINT}") from e
+    return openvino
+
+
+def convert_encode(saved_model_dir):
+    """OpenVINO's conversion of the ``encode`` signature of a model SavedModel: an
+    ``openvino.Model`` with inputs ``input_word_ids``, ``input_mask``, ``input_type_ids``
+    `[?, ?]` int32 and the ``states`` output `[?, ?, hidden]` float32."""
+    ov = require_openvino()
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    loaded = tf.saved_model.load(saved_model_dir)
+    if "encode" not in loaded.signatures:
+        raise ConfigError(f"{saved_model_dir}: the SavedModel has no encode signature (a "
+                          "cross-encoder has no offline part to run with OpenVINO)")
+    # share_weights=False: the OpenVINO model owns its weights (else it would point into
+    # the memory of the loaded SavedModel, freed when ``loaded`` goes)
+    model = ov.convert_model(loaded.signatures["encode"], share_weights=False)
+    _states_output(model, saved_model_dir)  # fail here, not at the first encode
+    return model
+
+
+def _states_output(model, where):
+    for index, output in enumerate(model.outputs):
+        if "states" in output.get_names():
+            return index
+    raise CheckpointError(f"{where}: the OpenVINO model has no 'states' output "
+                          f"(outputs: {[sorted(o.get_names()) for o in model.outputs]})")
+
+
+def save_ir(model, folder, info):
+    """Write ``model`` as ``folder/encode.xml`` (+ ``.bin``, float32 weights) and ``info``."""
+    ov = require_openvino()
+    os.makedirs(folder, exist_ok=True)
+    ov.save_model(model, os.path.join(folder, IR_NAME), compress_to_fp16=False)
+    with open(os.path.join(folder, INFO_FILE), "w", encoding="utf-8") as f:
+        json.dump(info, f, indent=2, sort_keys=True)
+    return os.path.join(folder, IR_NAME)
+
+
+def read_info(folder):
+    """The ``virt_tf_openvino.json`` of an exported IR folder (model kind, fingerprint...)."""
+    path = os.path.join(folder, INFO_FILE)
+    if not os.path.exists(os.path.join(folder, IR_NAME)) or not os.path.exists(path):
+        raise CheckpointError(f"{folder}: not an OpenVINO export of virt_tf (no {IR_NAME} "
+                              f"and {INFO_FILE}; write one with python -m virt_tf.export "
+                              "--format=openvino)")
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def export_ir(saved_model_dir, folder, info):
+    """Convert the ``encode`` signature of ``saved_model_dir`` into ``folder`` (written
+    through ``folder + ".tmp"``, then renamed). Returns the IR path."""
+    model = convert_encode(saved_model_dir)
+    tmp = folder + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_ir(model, tmp, info)
+    if os.path.exists(folder):
+        shutil.rmtree(folder)
+    os.replace(tmp, folder)
+    return os.path.join(folder, IR_NAME)
+
+
+class OpenVinoEncoder:
+    """The offline ``encode`` function run by OpenVINO on the CPU.
+
+    Args:
+      model: an ``openvino.Model`` or the path of an ``encode.xml``.
+      inference_precision: ``f32`` (states equal TensorFlow's up to float32 rounding),
+        ``bf16`` or ``f16`` (faster where the CPU has the instructions, less exact).
+      threads: CPU threads of inference (default: OpenVINO's choice, all cores).
+    """
+
+    def __init__(self, model, inference_precision="f32", threads=None):
+        if inference_precision not in PRECISIONS:
+            raise ConfigError(f"OpenVINO inference precision must be one of {PRECISIONS}, "
+                              f"got {inference_precision!r}")
+        ov = require_openvino()
+        core = ov.Core()
+        if isinstance(model, (str, os.PathLike)):
+            model = core.read_model(str(model))
+        config = {"INFERENCE_PRECISION_HINT": inference_precision}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = int(threads)
+        self.inference_precision = inference_precision
+        self._states = _states_output(model, "OpenVINO model")
+        self._names = {name for i in model.inputs for name in i.get_names()}
+        self._compiled = core.compile_model(model, "CPU", config)
+        self._request = self._compiled.create_infer_request()
+
+    def actual_precision(self):
+        """The inference precision the CPU plugin uses (it may differ from the hint on a CPU
+        without the instructions)."""
+        value = self._compiled.get_property("INFERENCE_PRECISION_HINT")
+        return value.get_type_name() if hasattr(value, "get_type_name") else str(value)
+
+    def __call__(self, input_word_ids, input_mask, input_type_ids):
+        """Ids `[batch, seq]` -> ``{"states": [batch, seq, hidden] float32, "mask"}`` (numpy)."""
+        import numpy as np  # pylint: disable=import-outside-toplevel
+        feeds = {"input_word_ids": np.asarray(input_word_ids, np.int32),
+                 "input_mask": np.asarray(input_mask, np.int32),
+                 "input_type_ids": np.asarray(input_type_ids, np.int32)}
+        missing = sorted(set(feeds) - self._names)
+        if missing:
+            raise CheckpointError(f"the OpenVINO model has no inputs {missing}")
+        results = self._request.infer(feeds)
+        states = np.asarray(results[self._compiled.outputs[self._states]], np.float32)
+        return {"states": states, "mask": feeds["input_mask"]}
+
+
+def encoder_for(model_dir, openvino_model, inference_precision="f32", threads=None):
+    """An `OpenVinoEncoder` from an IR folder written by ``virt_tf.export --format=openvino``
+    (or its ``encode.xml``), checked to come from the trained ``model_dir`` (the recorded
+    model fingerprint: weights and vocabulary)."""
+    from virt_tf.encode import model_fingerprint  # pylint: disable=import-outside-toplevel
+    require_openvino()
+    folder = os.path.dirname(openvino_model) if openvino_model.endswith(".xml") \
+        else openvino_model
+    info = read_info(folder or ".")
+    if info.get("model_fingerprint") != model_fingerprint(model_dir):
+        raise CheckpointError(f"{openvino_model} was exported from another model than "
+                              f"{model_dir} (weights or vocabulary differ)")
+    return OpenVinoEncoder(os.path.join(folder, IR_NAME), inference_precision, threads)
+
+
+def encoder_for_classifier(classifier, model_name, inference_precision="f32", threads=None):
+    """An `OpenVinoEncoder` of a classifier in memory: its ``encode`` signature is saved to
+    a temporary SavedModel and converted now (seconds for MiniLM-L6)."""
+    require_openvino()
+    from virt_tf.serving import ModelServer  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    if not classifier.offline:
+        raise ConfigError(f"a {model_name} model has no offline part to run with OpenVINO")
+    server = ModelServer(classifier, model_name)
+    with tempfile.TemporaryDirectory() as tmp:
+        tf.saved_model.save(server, tmp, signatures={"encode": server.signatures()["encode"]})
+        model = convert_encode(tmp)
+    return OpenVinoEncoder(model, inference_precision, threads)
