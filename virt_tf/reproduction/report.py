@@ -301,7 +301,7 @@ def table_lines(block, compact=False):
             cells.append(f"{r['train_seconds'] / 60:.0f}")
         online = r.get("online")
         cells += ([flops_text(online["flops_per_pair"]),
-                   f"{online['latency_ms_per_pair']:.2f} ms"] if online else ["-", "-"])
+                   f"{online['latency_ms_per_pair']:.3g} ms"] if online else ["-", "-"])
         if not compact:
             cells.append(f"{online['flops_ratio']:.4g}x" if online and "flops_ratio" in online
                          else "-")
@@ -335,7 +335,8 @@ def protocol_lines(summary, grid):
         "- vs fair Siamese: exact two-sided McNemar test of the row against the fair Siamese "
         "of the same seed on the same dev pairs (pairs only the row gets right / only the "
         "Siamese gets right). Pooled over seeds: the discordant counts are summed over the "
-        "seeds both ran and one exact McNemar test is run on the sums (per seed in REPORT.md).",
+        "seeds both ran and one exact McNemar test is run on the sums (column \"per seed\": "
+        "each seed's test).",
         "- agrees with teacher: share of dev pairs where the row predicts the teacher's label "
         "(mean over seeds); agreeing vs fair Siamese: the same paired test on agreeing with "
         "the teacher instead of being right, pooled the same way.",
@@ -344,7 +345,7 @@ def protocol_lines(summary, grid):
         f"{cost['encoder']} dimensions, x {cost['query_pieces']} + y {cost['doc_pieces']} word "
         f"pieces as Table 1 of the paper, batch {cost['batch_size']}, median of "
         f"{cost['repeats']} calls (`virt_tf.profiling`); x fewer FLOPs: the cross-encoder's / "
-        "the row's.",
+        "the row's. Latencies of a millisecond or less a pair are within timing noise.",
         "- paper: Tables 1-3 of the paper (BERT-base, full training sets), beside ours "
         "(MiniLM-L6, the samples above)."]
 
