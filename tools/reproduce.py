@@ -114,7 +114,7 @@ def write_report(cells, grid, output, tasks, overrides, left_out):
         if os.path.exists(results_file):
             with open(results_file, encoding="utf-8") as f:
                 cache = json.load(f).get("online_cost")
-        rows = sorted({r for b in summary["tasks"].values() for r in b["rows"]})
+        rows = list(dict.fromkeys(r for b in summary["tasks"].values() for r in b["rows"]))
         report.attach_costs(summary, grid, report.online_costs(grid, rows, cache))
     names = plots.make_plots(summary, output)
     if FLAGS.alignment:
