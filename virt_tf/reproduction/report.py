@@ -255,8 +255,9 @@ def task_heading(task, block, grid, overrides=None):
                      f"{student['epochs']} epochs")
     else:
         parts.append(f"students: {student['epochs']} epochs")
-    parts.append(f"teacher: {teacher.get('max_train_examples') or 'all'} training pairs, "
-                 f"{teacher['epochs']} epochs")
+    train = (f"first {teacher['max_train_examples']}" if teacher.get("max_train_examples")
+             else "all")
+    parts.append(f"teacher: {train} training pairs, {teacher['epochs']} epochs")
     parts.append(f"{block['examples']} {spec.get('eval_split', 'dev')} pairs")
     return f"{task.upper()} ({'; '.join(parts)})"
 
@@ -393,7 +394,7 @@ def format_report(summary, grid, title=None):
 def format_readme_block(summary, grid, output_rel):
     """The README's generated Results block: each task's main table, compact."""
     lines = [f"Generated from [{output_rel}/REPORT.md]({output_rel}/REPORT.md) (profile "
-             f"`{grid['profile']}`: {grid.get('description', '')}) by `python3 "
+             f"`{grid['profile']}`; {grid.get('description', '')}) by `python3 "
              f"tools/reproduce.py --profile={grid['profile']} --report_only --update_readme`; "
              "MiniLM-L6 students and teacher, the paper's BERT-base numbers beside them. "
              "mean ± sd over seeds; McNemar tests against the fair Siamese of the same seed, "
