@@ -21,8 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags, logging  # noqa: E402
 
 from virt_tf import profiling  # noqa: E402
-from virt_tf.profiling import (count_flops, format_flops, format_table,  # noqa: E402,F401
-                               profile)
+from virt_tf.profiling import format_table, profile  # noqa: E402
 
 FLAGS = flags.FLAGS
 
