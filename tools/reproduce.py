@@ -84,8 +84,9 @@ def _main():
     left_out = grid_lib.left_out_messages(grid, tasks)
     for message in left_out:
         print(message)
+    if FLAGS.plan or not FLAGS.report_only:  # a run shows its plan before it starts
+        print(grid_lib.format_plan(cells, grid, output, overrides), flush=True)
     if FLAGS.plan:
-        print(grid_lib.format_plan(cells, grid, output, overrides))
         return 0
     os.makedirs(output, exist_ok=True)
     failed = [] if FLAGS.report_only else grid_lib.run_grid(
