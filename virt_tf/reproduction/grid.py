@@ -360,7 +360,7 @@ def run_grid(cells, grid, output, data_root, extra=(), overrides=None, log=print
             continue
         results = read_results(output, cells)  # the estimate learns from every finished cell
         left = sum(estimate_seconds(c, cells, results, grid, overrides)[0] for c in cells[i:]
-                   if c["lr"] >= 0 and c["dir"] not in results)
+                   if c["dir"] not in results)
         log(f"[{i + 1}/{len(cells)}] {cell['task']} {cell['row']} lr {cell['lr']:g} seed "
             f"{cell['seed']}: starting; about {left / 3600:.1f} h left in the grid")
         os.makedirs(path, exist_ok=True)
