@@ -1,5 +1,5 @@
-"""tools/profile_flops.py: FLOP counting, the online functions and the report (tiny sizes)."""
-import importlib.util
+"""virt_tf.profiling and tools/profile_flops.py: FLOP counting, the online functions, the
+report (tiny sizes)."""
 import json
 import os
 import subprocess
@@ -13,10 +13,8 @@ TOOL = os.path.join(REPO, "tools", "profile_flops.py")
 
 @pytest.fixture(scope="module")
 def tool():
-    spec = importlib.util.spec_from_file_location("profile_flops", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from virt_tf import profiling
+    return profiling
 
 
 def tiny_config():
@@ -106,6 +104,26 @@ def test_ratios_offline_cost_and_report(tool, results):
         assert f"\n{name} " in table
     assert "offline encode" in table and "L=2 H=16 A=4" in table
     assert tool.format_flops(66.9e9) == "66.9G" and tool.format_flops(2.5e7) == "25M"
+
+
+def test_variants_with_run_options_and_no_offline_part(tool):
+    """A model with run options (the [u; v] head) is profiled under its own key."""
+    out = tool.profile(tiny_config(), {"teacher": ("cross", {}), "siamese": ("siamese", {}),
+                                       "concat": ("siamese", {"fusion": "concat"})},
+                       batch=B, query_pieces=Q, doc_pieces=D, num_labels=C, warmup=0,
+                       repeats=1, log=lambda s: None, offline=False)
+    models = out["models"]
+    assert list(models) == ["teacher", "siamese", "concat"]
+    assert models["concat"]["model"] == "siamese"
+    assert models["concat"]["options"] == {"fusion": "concat"}
+    h = tiny_config().hidden_size
+    # [u; v] is 2h wide: MLP1 (2h x 2h) and MLP2 (2h x C), less than Eq. 9's 4h features
+    assert 2 * h * 2 * h * 2 + 2 * h * C * 2 <= models["concat"]["flops_per_pair"] < models[
+        "siamese"]["flops_per_pair"]
+    assert models["teacher"]["flops_ratio"] == 1.0  # the cross-encoder found by its model
+    for m in models.values():
+        assert m["latency_ms_per_pair"] == pytest.approx(m["latency_ms"] / B)
+    assert not any(k.startswith("offline_encode") for k in out)
 
 
 def test_bad_arguments(tool):

@@ -4,7 +4,19 @@ import os
 
 import yaml
 
-CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+
+def find_config_dir():
+    """The folder of the YAML configs: ``virt_tf/configs`` in an installed package (the wheel
+    ships the repository's top-level ``configs/`` there), else ``configs/`` beside the
+    package in a repository checkout."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    installed = os.path.join(here, "configs")
+    if os.path.isfile(os.path.join(installed, "base.yaml")):
+        return installed
+    return os.path.join(os.path.dirname(here), "configs")
+
+
+CONFIG_DIR = find_config_dir()
 
 
 from virt_tf.errors import ConfigError  # noqa: F401 (raised here, defined with the others)

@@ -1,0 +1,240 @@
+"""virt_tf.reproduction.report and plots on fabricated finished cells (no training).
+
+The numbers are checked against hand computations: mean and sample sd over seeds, the
+gap share formula, per-seed and pooled exact McNemar tests (binomial tail written out
+here with math.comb), agreement with the teacher and its paired test.
+"""
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from virt_tf.reproduction import grid as grid_lib
+from virt_tf.reproduction import plots, report
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+N = 60  # dev pairs
+
+
+def binomial_mcnemar(a, b):
+    """Two-sided exact McNemar p by hand: 2 * P(X <= min(a, b)), X ~ Bin(a + b, 1/2)."""
+    n = a + b
+    if n == 0:
+        return 1.0
+    return min(1.0, 2 * sum(math.comb(n, i) for i in range(min(a, b) + 1)) / 2 ** n)
+
+
+def write_cell(output, cell_dir, preds, labels, train_seconds=600.0, f1=None, classes=3):
+    path = os.path.join(output, cell_dir)
+    os.makedirs(path, exist_ok=True)
+    probs = np.eye(classes, dtype=np.float32)[preds]
+    np.savez(os.path.join(path, "predictions.npz"), probs=probs, labels=labels.astype(np.int32),
+             split=np.array("dev"), fingerprint=np.array("x"))
+    metrics = {"accuracy": float(np.mean(preds == labels)), "train_seconds": train_seconds,
+               "total_steps": 300, "tune": {"accuracy": 0.5}, "selected_epoch": {"epoch": 2}}
+    if f1 is not None:
+        metrics["f1"] = f1
+    with open(os.path.join(path, "metrics.json"), "w") as f:
+        json.dump(metrics, f)
+    with open(os.path.join(path, "train_log.jsonl"), "w") as f:
+        for epoch in (1, 2):
+            f.write(json.dumps({"kind": "epoch", "epoch": epoch, "val_accuracy": 0.4 + 0.05 *
+                                epoch}) + "\n")
+            f.write(json.dumps({"kind": "train", "step": 10 * epoch, "task_loss": 1.0 / epoch,
+                                "virt_loss": 0.1 / epoch}) + "\n")
+
+
+def noisy(rng, labels, right_share, classes=3):
+    """Predictions right on about ``right_share`` of the pairs."""
+    wrong = (labels + rng.integers(1, classes, len(labels))) % classes
+    return np.where(rng.random(len(labels)) < right_share, labels, wrong)
+
+
+@pytest.fixture(scope="module")
+def fabricated(tmp_path_factory):
+    """A sample-profile output: MNLI teacher, Siamese and VIRT at 3 seeds, [u; v] at seed 0;
+    QQP teacher and Siamese, VIRT with F1."""
+    out = str(tmp_path_factory.mktemp("sample"))
+    rng = np.random.default_rng(7)
+    grid = grid_lib.load_grid(profile="sample")
+    labels = rng.integers(0, 3, N)
+    preds = {("teacher", 0): noisy(rng, labels, 0.8)}
+    for seed in (0, 1, 2):
+        preds[("siamese", seed)] = noisy(rng, labels, 0.55)
+        preds[("virt", seed)] = noisy(rng, labels, 0.7)
+    preds[("siamese_concat", 0)] = noisy(rng, labels, 0.4)
+    seconds = {"teacher": 3000.0, "siamese": 1200.0, "virt": 1800.0, "siamese_concat": 900.0}
+    for (row, seed), p in preds.items():
+        write_cell(out, grid_lib.cell_dir("mnli", row, 5e-5, seed), p, labels, seconds[row])
+    qqp_labels = rng.integers(0, 2, N)
+    for row, share, f1 in (("teacher", 0.85, 0.8), ("siamese", 0.7, 0.6), ("virt", 0.75, 0.7)):
+        write_cell(out, grid_lib.cell_dir("qqp", row, 5e-5, 0),
+                   noisy(rng, qqp_labels, share, 2), qqp_labels, f1=f1, classes=2)
+    cells = grid_lib.plan_cells(grid)
+    summary = report.summarize(cells, grid, out)
+    return {"out": out, "grid": grid, "cells": cells, "summary": summary, "preds": preds,
+            "labels": labels}
+
+
+def test_mean_sd_and_gap_closed(fabricated):
+    rows = fabricated["summary"]["tasks"]["mnli"]["rows"]
+    preds, labels = fabricated["preds"], fabricated["labels"]
+    acc = {k: float(np.mean(p == labels)) for k, p in preds.items()}
+    virt = [acc[("virt", s)] for s in (0, 1, 2)]
+    siamese = [acc[("siamese", s)] for s in (0, 1, 2)]
+    assert list(rows) == ["teacher", "siamese", "virt", "siamese_concat"]
+    assert rows["virt"]["seeds"] == 3 and rows["siamese_concat"]["seeds"] == 1
+    assert rows["virt"]["accuracy"] == pytest.approx(sum(virt) / 3)
+    assert rows["virt"]["spread"] == pytest.approx(statistics.stdev(virt))
+    assert rows["virt"]["spread"] > 0 and rows["siamese_concat"]["spread"] == 0.0
+    teacher = acc[("teacher", 0)]
+    assert rows["virt"]["gap_closed_vs_siamese"] == pytest.approx(
+        (sum(virt) / 3 - sum(siamese) / 3) / (teacher - sum(siamese) / 3))
+    assert rows["virt"]["gap_closed_vs_siamese_concat"] == pytest.approx(
+        (sum(virt) / 3 - acc[("siamese_concat", 0)]) / (teacher - acc[("siamese_concat", 0)]))
+    assert "gap_closed_vs_siamese" not in rows["siamese"]
+    assert rows["virt"]["train_seconds"] == 1800.0
+    assert rows["virt"]["paper"] == 78.6 and rows["siamese"]["paper"] is None
+
+
+def test_mcnemar_per_seed_and_pooled_by_summing_discordant_counts(fabricated):
+    rows = fabricated["summary"]["tasks"]["mnli"]["rows"]
+    preds, labels = fabricated["preds"], fabricated["labels"]
+    counts = []
+    for seed in (0, 1, 2):
+        v, s = preds[("virt", seed)] == labels, preds[("siamese", seed)] == labels
+        counts.append((int(np.sum(v & ~s)), int(np.sum(s & ~v))))
+    per_seed = rows["virt"]["vs_siamese"]
+    assert [(t["only_a_right"], t["only_b_right"]) for t in per_seed] == counts
+    for t, (a, b) in zip(per_seed, counts):
+        assert t["mcnemar_p"] == pytest.approx(binomial_mcnemar(a, b))
+    a, b = sum(c[0] for c in counts), sum(c[1] for c in counts)
+    pooled = rows["virt"]["vs_siamese_pooled"]
+    assert (pooled["only_a_right"], pooled["only_b_right"]) == (a, b)
+    assert pooled["mcnemar_p"] == pytest.approx(binomial_mcnemar(a, b))
+    assert pooled["seeds"] == [0, 1, 2]
+    # [u; v] ran seed 0 only: its pooled test is its seed-0 test
+    concat = rows["siamese_concat"]
+    assert concat["vs_siamese_pooled"]["mcnemar_p"] == concat["vs_siamese"][0]["mcnemar_p"]
+    assert "vs_siamese" not in rows["siamese"] and "vs_siamese" not in rows["teacher"]
+
+
+def test_agreement_with_the_teacher_and_its_paired_test(fabricated):
+    rows = fabricated["summary"]["tasks"]["mnli"]["rows"]
+    preds = fabricated["preds"]
+    teacher = preds[("teacher", 0)]
+    agree = [float(np.mean(preds[("virt", s)] == teacher)) for s in (0, 1, 2)]
+    assert rows["virt"]["agreement"] == pytest.approx(sum(agree) / 3)
+    a = sum(int(np.sum((preds[("virt", s)] == teacher) & (preds[("siamese", s)] != teacher)))
+            for s in (0, 1, 2))
+    b = sum(int(np.sum((preds[("siamese", s)] == teacher) & (preds[("virt", s)] != teacher)))
+            for s in (0, 1, 2))
+    pooled = rows["virt"]["agreement_vs_siamese_pooled"]
+    assert (pooled["only_a_agrees"], pooled["only_b_agrees"]) == (a, b)
+    assert pooled["mcnemar_p"] == pytest.approx(binomial_mcnemar(a, b))
+
+
+def test_f1_and_task_headings(fabricated):
+    summary, grid = fabricated["summary"], fabricated["grid"]
+    qqp = summary["tasks"]["qqp"]
+    assert qqp["metrics"] == ["accuracy", "f1"] and qqp["rows"]["virt"]["f1"] == 0.7
+    assert summary["tasks"]["mnli"]["metrics"] == ["accuracy"]
+    heading = report.task_heading("mnli", summary["tasks"]["mnli"], grid)
+    assert "first 10000 training pairs, 2 epochs" in heading
+    assert "teacher: all training pairs, 5 epochs" in heading and f"{N} dev_matched" in heading
+
+
+def fake_profiler(calls):
+    def profile(config, variants, **kwargs):
+        calls.append((config.hidden_size, dict(variants), kwargs))
+        flops = {"cross": 6.6e9, "siamese": 5e6, "virt": 2e7}
+        return {"models": {key: {"model": model, "options": options,
+                                 "flops": flops[model] * kwargs["batch"],
+                                 "flops_per_pair": flops[model] + 1e3 * len(options),
+                                 "latency_ms": 8.0, "latency_ms_per_pair": flops[model] / 1e9,
+                                 "online_part": "x"}
+                           for key, (model, options) in variants.items()}}
+    return profile
+
+
+def test_online_cost_once_per_model_kind_and_cached(fabricated):
+    grid, calls = fabricated["grid"], []
+    rows = ["teacher", "siamese", "siamese_virt", "siamese_concat", "virt"]
+    costs = report.online_costs(grid, rows, profiler=fake_profiler(calls), log=lambda s: None)
+    assert len(calls) == 1
+    hidden, variants, kwargs = calls[0]
+    assert hidden == 384  # MiniLM-L6 dimensions
+    # siamese_virt trains differently but runs the same online part as siamese
+    assert variants == {"cross": ("cross", {}), "siamese": ("siamese", {}),
+                        "siamese fusion=concat": ("siamese", {"fusion": "concat"}),
+                        "virt": ("virt", {})}
+    assert kwargs["offline"] is False and kwargs["batch"] == grid["online_cost"]["batch_size"]
+    again = report.online_costs(grid, rows + ["wo_virt"], cache=json.loads(json.dumps(costs)),
+                                profiler=fake_profiler(calls), log=lambda s: None)
+    assert len(calls) == 1 and again["variants"] == costs["variants"]  # all cached
+    other = dict(grid, online_cost=dict(grid["online_cost"], batch_size=4))
+    report.online_costs(other, ["virt"], cache=costs, profiler=fake_profiler(calls),
+                        log=lambda s: None)
+    assert len(calls) == 2  # other settings: measured again
+
+
+def test_report_text_plots_and_readme_block(fabricated, tmp_path):
+    grid, calls = fabricated["grid"], []
+    summary = json.loads(json.dumps(fabricated["summary"]))
+    rows = sorted({r for b in summary["tasks"].values() for r in b["rows"]})
+    report.attach_costs(summary, grid, report.online_costs(
+        grid, rows, profiler=fake_profiler(calls), log=lambda s: None))
+    virt = summary["tasks"]["mnli"]["rows"]["virt"]
+    assert virt["online"]["flops_ratio"] == pytest.approx(6.6e9 / 2e7)
+    text = report.format_report(summary, grid)
+    assert "summed over the seeds" in text and "one exact McNemar test" in text
+    line = next(l for l in text.splitlines() if l.startswith("| VIRT-encoder |"))
+    pooled = virt["vs_siamese_pooled"]
+    assert f"{100 * virt['accuracy']:.1f} ± {100 * virt['spread']:.1f}" in line
+    assert f"{pooled['only_a_right']} / {pooled['only_b_right']}" in line
+    assert "20M" in line and "330x" in line and "| 78.6 |" in line
+    assert "## What this grid can and cannot show" in text
+    bound = report.noise_points(0.5, 1000)
+    assert bound == pytest.approx(100 * 1.96 * math.sqrt(0.5 / 1000)) and 4 < bound < 4.5
+    names = plots.make_plots(summary, str(tmp_path))
+    assert names == ["accuracy.png", "cost_accuracy.png", "tune_curves.png",
+                     "training_curves.png"]
+    assert all(os.path.getsize(tmp_path / n) > 1000 for n in names)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\nbefore\n{report.README_BEGIN}\nold\n{report.README_END}\nafter\n")
+    report.update_readme(report.format_readme_block(summary, grid, "results/sample"),
+                         str(readme))
+    new = readme.read_text()
+    assert "old" not in new and new.startswith("# x\n\nbefore\n") and new.endswith("after\n")
+    assert "[results/sample/REPORT.md](results/sample/REPORT.md)" in new
+    assert "| VIRT-encoder | 3 |" in new and "**QQP" in new
+
+
+def test_report_only_command_line_reuses_the_cached_costs(fabricated, tmp_path):
+    """tools/reproduce.py --report_only on the fabricated runs: no training, no profiling
+    (every model kind is in the results.json of an earlier report)."""
+    import shutil
+    out = tmp_path / "sample"
+    shutil.copytree(fabricated["out"], out)
+    grid = fabricated["grid"]
+    rows = ["teacher", "siamese", "virt", "siamese_concat"]
+    costs = report.online_costs(grid, rows, profiler=fake_profiler([]), log=lambda s: None)
+    (out / "results.json").write_text(json.dumps({"online_cost": costs}))
+    proc = subprocess.run(
+        [sys.executable, os.path.join(REPO, "tools", "reproduce.py"), "--profile=sample",
+         f"--output={out}", "--report_only", "--noalignment"],
+        capture_output=True, text=True, timeout=300, cwd=str(tmp_path),
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "online cost of" not in proc.stdout  # nothing profiled
+    results = json.loads((out / "results.json").read_text())
+    assert results["online_cost"]["variants"] == costs["variants"]
+    assert results["tasks"]["mnli"]["rows"]["virt"]["online"]["flops_per_pair"] == 2e7
+    text = (out / "REPORT.md").read_text()
+    assert "![cost_accuracy.png](cost_accuracy.png)" in text
+    assert "recipe: left out" in text

@@ -1,0 +1,14 @@
+"""The reproduction grid as a library: plan, run, report, plot.
+
+* `grid`: the profiles of ``configs/grid.yaml`` -> cells (one ``python -m
+  virt_tf.train`` run each), their commands, time estimates, the resumable runner;
+* `report`: finished cells -> ``results.json`` and ``REPORT.md`` (mean ± sd over
+  seeds, gap closed, exact McNemar per seed and pooled, agreement with the
+  teacher, train minutes, online cost, the paper's numbers), the README block;
+* `plots`: accuracy, cost against accuracy, tune curves, training curves, L_virt
+  per layer;
+* `alignment`: per-layer L_virt of each student against its teacher.
+
+``tools/reproduce.py`` is the command line. Nothing here imports TensorFlow at
+import time.
+"""

@@ -1,0 +1,384 @@
+"""The reproduction grid: profiles of ``configs/grid.yaml`` -> cells, commands, estimates, runs.
+
+A *cell* is one ``python -m virt_tf.train`` run of a row (a model with its train
+flags) on a task at a seed and a learning rate, into
+``OUTPUT/runs/<task>/<row>/lr<lr>_s<seed>``. The teacher of a task (row
+``teacher``, seed 0, the paper's learning rate) comes first and every student of
+the task distils from it (``--teacher_dir``). A finished cell (its
+``metrics.json``) is never rerun; an interrupted one resumes from its checkpoints
+when its command is run again, so running the grid again continues where it
+stopped.
+
+Two kinds of task in a profile:
+
+* explicit rows (``rows: {row: [seeds]}``): every row at the paper's learning
+  rate, at the seeds listed (the ``sample`` and ``quick`` profiles);
+* the full grid: the profile's ``tuned`` rows search ``lr_grid`` at the first
+  seed on the tune split, their other seeds use the chosen rate; the
+  ``multi_seed`` rows run every requested seed, the others the first.
+
+Per-task ``teacher:`` / ``students:`` flags apply to that stage only and ``flags:``
+to every cell of the task; the command-line overrides (``epochs``,
+``max_train_examples``, ``max_eval_examples``) to every cell.
+"""
+import copy
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+from virt_tf.errors import ConfigError
+
+PYTHON = sys.executable
+
+
+def grid_file():
+    """``configs/grid.yaml`` (from the repository or the installed package)."""
+    from virt_tf.config import CONFIG_DIR  # pylint: disable=import-outside-toplevel
+    return os.path.join(CONFIG_DIR, "grid.yaml")
+
+
+def read_grid_file(path=None):
+    """The raw content of ``configs/grid.yaml`` (every profile)."""
+    import yaml  # pylint: disable=import-outside-toplevel
+    path = path or grid_file()
+    with open(path, encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+def profile_names(path=None):
+    return list(read_grid_file(path)["profiles"])
+
+
+def load_grid(path=None, profile=None):
+    """One profile of the grid file, resolved: a dict the planner and the report read.
+
+    Keys: ``profile``, ``description``, ``protocol``, ``tasks``, ``rows`` (row
+    definitions), ``row_order``, ``tuned``, ``multi_seed``, ``paper``, ``labels``,
+    ``default_tasks``, ``output``, ``notes`` and the estimate settings.
+    """
+    raw = read_grid_file(path)
+    profile = profile or raw.get("default_profile") or next(iter(raw["profiles"]))
+    if profile not in raw["profiles"]:
+        raise ConfigError(f"unknown grid profile {profile!r}; {path or grid_file()} has "
+                          f"{sorted(raw['profiles'])}")
+    prof = copy.deepcopy(raw["profiles"][profile])
+    grid = {k: copy.deepcopy(v) for k, v in raw.items() if k not in ("profiles",
+                                                                    "default_profile")}
+    grid.update(profile=profile, description=prof.get("description", ""),
+                protocol=prof["protocol"], tasks=prof["tasks"],
+                tuned=prof.get("tuned", []), multi_seed=prof.get("multi_seed", []),
+                default_tasks=prof.get("default_tasks", list(prof["tasks"])),
+                output=prof.get("output"), notes=prof.get("notes", {}))
+    order = list(prof.get("rows") or [])
+    for task in prof["tasks"].values():
+        order += [r for r in task.get("rows", {}) if r not in order]
+    order = ["teacher"] + [r for r in order if r != "teacher"]
+    unknown = sorted(set(order) - set(grid["rows"]))
+    if unknown:
+        raise ConfigError(f"profile {profile!r} names row(s) {unknown} that `rows:` does not "
+                          "define")
+    grid["row_order"] = order
+    return grid
+
+
+def lr_tag(lr):
+    """5e-5 -> '5e-5' (the learning rate in a cell's directory name)."""
+    return f"{float(lr):.0e}".replace("e-0", "e-")
+
+
+def teacher_dir(task):
+    """The teacher cell of ``task``, relative to the output folder."""
+    return os.path.join("runs", task, "teacher", "lr5e-5_s0")
+
+
+def cell_dir(task, row, lr, seed):
+    return os.path.join("runs", task, row, f"lr{lr_tag(lr)}_s{seed}")
+
+
+def incomplete_rows(grid):
+    """``{row: [options without a value]}``: rows left out of the plan until set."""
+    return {row: [k for k, v in spec.items() if v is None]
+            for row, spec in grid["rows"].items() if any(v is None for v in spec.values())}
+
+
+def left_out_messages(grid, tasks):
+    """One line per row of ``tasks`` that the plan leaves out, saying why."""
+    missing = incomplete_rows(grid)
+    out = []
+    for task in tasks:
+        for row in grid["tasks"][task].get("rows", {}) or grid["row_order"]:
+            if row in missing:
+                out.append(f"{task} {row}: left out: configs/grid.yaml gives no value for "
+                           f"{', '.join(missing[row])} yet (set it and run again)")
+    return out
+
+
+def plan_cells(grid, tasks=None, rows=None, seeds=None, lr_grid=None):
+    """The grid's cells in run order: dicts with task, row, seed, lr, tuned, dir.
+
+    ``rows`` / ``seeds`` restrict the plan (None: the profile's); the teacher of
+    every task is always planned. A tuned row's other seeds have ``lr = -1``
+    until its search finishes (`resolve`).
+    """
+    tasks = list(tasks or grid["default_tasks"])
+    unknown = sorted(set(tasks) - set(grid["tasks"]))
+    if unknown:
+        raise ConfigError(f"unknown task(s) {unknown}; profile {grid['profile']!r} has "
+                          f"{sorted(grid['tasks'])}")
+    if rows is not None:
+        unknown = sorted(set(rows) - set(grid["rows"]))
+        if unknown:
+            raise ConfigError(f"unknown row(s) {unknown}; grid.yaml has {sorted(grid['rows'])}")
+    paper_lr = float(grid["protocol"]["paper_lr"])
+    lr_grid = [float(x) for x in (lr_grid or grid["protocol"]["lr_grid"])]
+    seeds = None if seeds is None else [int(s) for s in seeds]
+    missing = incomplete_rows(grid)
+    wanted = [r for r in grid["row_order"] if r not in missing and (rows is None or r in rows)]
+    cells = []
+
+    def add(task, row, seed, lr, tuned=False):
+        cell = {"task": task, "row": row, "seed": int(seed), "lr": float(lr), "tuned": tuned,
+                "dir": cell_dir(task, row, lr, seed)}
+        if all(c["dir"] != cell["dir"] for c in cells):
+            cells.append(cell)
+
+    ordered = list(tasks)
+    for task in tasks:  # a teacher initialised from another task's teacher needs it
+        init = grid["tasks"][task].get("teacher_init")
+        if init and init not in ordered:
+            ordered.insert(0, init)
+    for task in ordered:
+        add(task, "teacher", 0, paper_lr)
+        if task not in tasks:
+            continue
+        spec = grid["tasks"][task]
+        if spec.get("rows"):
+            for row, row_seeds in spec["rows"].items():
+                if row in wanted and row != "teacher":
+                    for seed in row_seeds:
+                        if seeds is None or int(seed) in seeds:
+                            add(task, row, seed, paper_lr)
+            continue
+        run_seeds = seeds or [0, 1, 2]
+        students = [r for r in wanted if r != "teacher"]
+        tuned = [r for r in students if r in grid["tuned"]]
+        for row in tuned:
+            for lr in lr_grid:
+                add(task, row, run_seeds[0], lr, tuned=True)
+        for row in tuned:
+            if row in grid["multi_seed"]:
+                for seed in run_seeds[1:]:
+                    add(task, row, seed, -1.0)  # the learning rate is chosen by the search
+        for row in students:
+            if row not in tuned:
+                for seed in (run_seeds if row in grid["multi_seed"] else run_seeds[:1]):
+                    add(task, row, seed, paper_lr)
+    return cells
+
+
+def chosen_lr(cells, results, task, row):
+    """The tuned learning rate of ``row`` on ``task``: best tune accuracy at the first seed."""
+    search = [c for c in cells if c["task"] == task and c["row"] == row and c["tuned"]]
+    done = [(results[c["dir"]]["tune"]["accuracy"], -c["lr"], c["lr"]) for c in search
+            if c["dir"] in results and "tune" in results[c["dir"]]]
+    if len(done) < len(search) or not done:
+        return None
+    return max(done)[2]
+
+
+def resolve(cell, cells, results):
+    """Fill a pending cell's learning rate from the search (None while it is unfinished)."""
+    if cell["lr"] >= 0:
+        return cell
+    lr = chosen_lr(cells, results, cell["task"], cell["row"])
+    if lr is None:
+        return None
+    return dict(cell, lr=lr, dir=cell_dir(cell["task"], cell["row"], lr, cell["seed"]))
+
+
+def cell_options(cell, grid, overrides=None):
+    """The run options of a cell besides its model and paths: epochs first, then the rest.
+
+    Task ``epochs`` <- task ``flags`` <- the stage's flags (``teacher`` / ``students``)
+    <- ``overrides`` (the command line; None values are skipped).
+    """
+    task = grid["tasks"][cell["task"]]
+    stage = task.get("teacher" if cell["row"] == "teacher" else "students") or {}
+    options = {"epochs": task.get("epochs")}
+    options.update(task.get("flags") or {})
+    options.update(stage)
+    options.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    if options.get("epochs") is None:
+        raise ConfigError(f"task {cell['task']} of profile {grid['profile']!r} gives no epochs "
+                          f"for its {'teacher' if cell['row'] == 'teacher' else 'students'}")
+    return options
+
+
+def cell_command(cell, grid, output, data_root, extra=(), overrides=None):
+    """The ``python -m virt_tf.train`` command of a cell (a list of arguments).
+
+    The stage's protocol first (task, data, model, epochs, epoch selection, seed,
+    learning rate, directory), then the stage's and the row's flags, then flags
+    that restate a default (tune fraction, evaluation split) and the verbosity.
+    """
+    task = grid["tasks"][cell["task"]]
+    row = dict(grid["rows"][cell["row"]])
+    model = row.pop("model")
+    options = cell_options(cell, grid, overrides)
+    cmd = [PYTHON, "-m", "virt_tf.train", f"--task={cell['task']}",
+           f"--data_dir={os.path.join(data_root, task['data'])}", f"--model={model}",
+           f"--epochs={options.pop('epochs')}",
+           f"--select_epoch={grid['protocol']['select_epoch']}", f"--seed={cell['seed']}",
+           f"--learning_rate={cell['lr']}", f"--model_dir={os.path.join(output, cell['dir'])}"]
+    cmd += [f"--{k}={v}" for k, v in options.items()]
+    if cell["row"] == "teacher" and task.get("teacher_init"):
+        cmd.append(f"--init_checkpoint={os.path.join(output, teacher_dir(task['teacher_init']))}")
+    if cell["row"] != "teacher":
+        cmd.append(f"--teacher_dir={os.path.join(output, teacher_dir(cell['task']))}")
+    cmd += [f"--{k}={v}" for k, v in row.items()]
+    cmd.append(f"--tune_fraction={grid['protocol']['tune_fraction']}")
+    if task.get("eval_split"):
+        cmd.append(f"--eval_split={task['eval_split']}")
+    return cmd + ["--verbose=2"] + list(extra)
+
+
+def read_results(output, cells):
+    """``{cell dir: metrics.json}`` of the finished cells."""
+    out = {}
+    for cell in cells:
+        path = os.path.join(output, cell["dir"], "metrics.json")
+        if cell["lr"] >= 0 and os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                out[cell["dir"]] = json.load(f)
+    return out
+
+
+# ----------------------------------------------------------------------------- estimates
+def row_kind(grid, task, row):
+    """``(model, distils)``: what sets a row's step cost (a teacher in the step or not)."""
+    from virt_tf.config import load_config  # pylint: disable=import-outside-toplevel
+    spec = dict(grid["rows"][row])
+    model = spec.pop("model")
+    cfg = load_config(task, model, overrides={k: v for k, v in spec.items()
+                                              if k != "recipe"})
+    distils = model != "cross" and (cfg.get("virt_alpha", 0) > 0 or
+                                    cfg.get("logit_beta", 0) > 0)
+    return model, bool(distils)
+
+
+def cell_work(cell, grid, overrides=None):
+    """``(training steps, pairs scored)`` of a cell, from the data sizes in grid.yaml."""
+    options = cell_options(cell, grid, overrides)
+    data = grid["tasks"][cell["task"]]["data"]
+    sizes = grid.get("data_sizes", {}).get(data, {"train": 10000, "tune": 1000, "dev": 1000})
+    train = min(sizes["train"], options.get("max_train_examples") or sizes["train"])
+    tune = min(sizes["tune"], options.get("max_tune_examples") or sizes["tune"])
+    dev = min(sizes["dev"], options.get("max_eval_examples") or sizes["dev"])
+    epochs = int(options["epochs"])
+    return math.ceil(train / options.get("batch_size", 28)) * epochs, dev + tune * epochs
+
+
+def estimate_seconds(cell, cells, results, grid, overrides=None):
+    """``(seconds, source)``: the time a cell will take here and where the rate comes from.
+
+    Seconds per step are the median of finished cells of the same task and row,
+    else of the same task and kind (model, teacher in the step or not), else the
+    configured step costs of grid.yaml (``step_seconds`` + ``teacher_in_step``).
+    """
+    steps, scored = cell_work(cell, grid, overrides)
+    kind = row_kind(grid, cell["task"], cell["row"])
+    finished = [(c, results[c["dir"]]) for c in cells if c["dir"] in results
+                and c["task"] == cell["task"] and results[c["dir"]].get("total_steps")]
+    rate, source = None, None
+    for label, match in (("measured: same row", lambda c: c["row"] == cell["row"]),
+                         ("measured: same model", lambda c: row_kind(grid, c["task"], c["row"])
+                          == kind)):
+        rates = [m["train_seconds"] / m["total_steps"] for c, m in finished if match(c)]
+        if rates:
+            rate, source = statistics.median(rates), f"{label} ({len(rates)} cell(s))"
+            break
+    if rate is None:
+        rate = grid["step_seconds"][kind[0]] + (grid["teacher_in_step"] if kind[1] else 0.0)
+        source = "configured step cost"
+    seconds = (steps * rate + scored * grid["eval_seconds_per_pair"] +
+               grid["startup_seconds"])
+    return seconds, source
+
+
+def format_plan(cells, grid, output, overrides=None):
+    """The ``--plan`` printout: every cell, done or its estimate and its source; the total."""
+    results = read_results(output, cells)
+    lines, total, sources = [], 0.0, {}
+    for c in cells:
+        done = c["dir"] in results
+        if done:
+            status, source = "done", ""
+        else:
+            seconds, source = estimate_seconds(c, cells, results, grid, overrides)
+            total += seconds
+            sources[source.split(" (")[0]] = sources.get(source.split(" (")[0], 0) + 1
+            status = f"~{seconds / 60:.0f} min"
+        lr = "chosen" if c["lr"] < 0 else format(c["lr"], "g")
+        lines.append(f"{c['task']:<5} {c['row']:<20} seed {c['seed']} lr {lr:<7} "
+                     f"{status:<9} {source}")
+    done = sum(c["dir"] in results for c in cells)
+    lines.append(f"{len(cells)} cells ({done} done), about {total / 3600:.1f} h left on this "
+                 f"machine; rates: " + (", ".join(f"{k}: {v} cell(s)" for k, v in
+                                                   sources.items()) or "-"))
+    lines.append("(configured step costs: configs/grid.yaml `step_seconds`, measured on this "
+                 "2-core CPU; measured: seconds per step of the finished cells)")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------ running
+def package_root():
+    """The folder holding the ``virt_tf`` package (the repository, or site-packages)."""
+    import virt_tf  # pylint: disable=import-outside-toplevel
+    return os.path.dirname(os.path.dirname(os.path.abspath(virt_tf.__file__)))
+
+
+def run_grid(cells, grid, output, data_root, extra=(), overrides=None, log=print):
+    """Run every unfinished cell in order; returns the list of failed cells."""
+    failed = []
+    results = read_results(output, cells)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [package_root()] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+    start = time.time()
+    for i, pending in enumerate(cells):
+        cell = resolve(pending, cells, results)
+        if cell is None:
+            log(f"[{i + 1}/{len(cells)}] {pending['task']} {pending['row']} seed "
+                f"{pending['seed']}: waiting for its learning-rate search; skipped")
+            continue
+        cells[i] = cell
+        path = os.path.join(output, cell["dir"])
+        if os.path.exists(os.path.join(path, "metrics.json")):
+            continue
+        results = read_results(output, cells)  # the estimate learns from every finished cell
+        left = sum(estimate_seconds(c, cells, results, grid, overrides)[0] for c in cells[i:]
+                   if c["dir"] not in results)
+        log(f"[{i + 1}/{len(cells)}] {cell['task']} {cell['row']} lr {cell['lr']:g} seed "
+            f"{cell['seed']}: starting; about {left / 3600:.1f} h left in the grid")
+        os.makedirs(path, exist_ok=True)
+        t0 = time.time()
+        cmd = cell_command(cell, grid, output, data_root, extra, overrides)
+        with open(os.path.join(path, "train.log"), "a", encoding="utf-8") as f:
+            f.write(" ".join(cmd) + "\n")
+            f.flush()
+            proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, check=False,
+                                  env=env)
+        if proc.returncode != 0:
+            failed.append(cell)
+            log(f"    FAILED (exit {proc.returncode}); see {os.path.join(path, 'train.log')}")
+            continue
+        results = read_results(output, cells)
+        m = results[cell["dir"]]
+        log(f"    done in {(time.time() - t0) / 60:.1f} min: dev {100 * m['accuracy']:.1f}, "
+            f"tune {100 * m.get('tune', {}).get('accuracy', float('nan')):.1f} "
+            f"(epoch {m.get('selected_epoch', {}).get('epoch')}); grid so far "
+            f"{(time.time() - start) / 3600:.2f} h")
+    return failed

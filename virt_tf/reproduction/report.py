@@ -1,0 +1,420 @@
+"""The grid's results: ``results.json``, ``REPORT.md`` and the README's results block.
+
+Per task and row (cells of the same row at several seeds):
+
+* dev accuracy (and F1 when the task reports it): mean ± sample standard
+  deviation over seeds (`virt_tf.stats.mean_spread`);
+* share of the teacher gap closed, ``(row - base) / (teacher - base)`` on the
+  mean accuracies, against the fair Siamese (``siamese``) and against the paper's
+  ``[u; v]`` Siamese (``siamese_concat``);
+* exact two-sided McNemar test of the row against the fair Siamese of the same
+  seed on the same dev pairs, per seed, and *pooled over seeds*: the discordant
+  counts (pairs only the row gets right, pairs only the Siamese gets right) are
+  summed over the seeds both ran, and one exact McNemar test is run on the sums;
+* agreement with the teacher: the share of dev pairs where the row predicts the
+  teacher's label, and the same paired test on agreeing instead of being right
+  (pairs only the row agrees with the teacher vs only the Siamese), per seed and
+  pooled the same way;
+* train minutes (mean over seeds), the online cost per pair of the row's model
+  at MiniLM-L6 dimensions (`virt_tf.profiling`, computed once per model kind and
+  kept in ``results.json``), and the paper's number.
+"""
+import json
+import math
+import os
+import statistics
+
+from virt_tf.errors import ConfigError
+from virt_tf.reproduction import grid as grid_lib
+from virt_tf.stats import gap_closed, mcnemar_exact, mean_spread, paired
+
+README_BEGIN, README_END = "<!-- results:begin -->", "<!-- results:end -->"
+# Run options that change a model's online part (the rest, e.g. virt_alpha, only training).
+ONLINE_OPTIONS = ("fusion", "virt_head", "pool_padding", "deformer_joint_layers",
+                  "dipair_x_tokens", "dipair_y_tokens", "poly_codes", "poly_first_m")
+BASES = ("siamese", "siamese_concat")
+
+
+# ------------------------------------------------------------------------- cells, rows
+def load_predictions(output, cell_dir):
+    """``(predicted labels, labels)`` of a cell's ``predictions.npz``, or None."""
+    import numpy as np  # pylint: disable=import-outside-toplevel
+    path = os.path.join(output, cell_dir, "predictions.npz")
+    if not os.path.exists(path):
+        return None
+    with np.load(path) as d:
+        return d["probs"].argmax(-1), d["labels"]
+
+
+def train_records(directory, kind="train"):
+    """The ``kind`` records (train: every few steps; epoch) of a cell's train_log.jsonl."""
+    path = os.path.join(directory, "train_log.jsonl")
+    if not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8") as f:
+        return [r for r in map(json.loads, f) if r.get("kind") == kind]
+
+
+def cell_record(cell, metrics, output):
+    """What results.json keeps of a finished cell."""
+    return {**{k: cell[k] for k in ("task", "row", "seed", "lr", "dir")},
+            "accuracy": metrics["accuracy"], "f1": metrics.get("f1"),
+            "tune_accuracy": metrics.get("tune", {}).get("accuracy"),
+            "selected_epoch": (metrics.get("selected_epoch") or {}).get("epoch"),
+            "train_seconds": metrics.get("train_seconds"),
+            "eval_seconds": metrics.get("eval_seconds"),
+            "total_steps": metrics.get("total_steps"), "epochs": metrics.get("epochs"),
+            "history": [{k: h.get(k) for k in ("epoch", "val_accuracy", "task_loss",
+                                               "virt_loss", "accuracy")}
+                        for h in train_records(os.path.join(output, cell["dir"]), "epoch")]}
+
+
+def pooled_test(per_seed, only_a="only_a_right", only_b="only_b_right"):
+    """One exact McNemar test on the discordant counts summed over seeds."""
+    a = sum(t[only_a] for t in per_seed)
+    b = sum(t[only_b] for t in per_seed)
+    return {only_a: a, only_b: b, "mcnemar_p": mcnemar_exact(a, b),
+            "seeds": [t["seed"] for t in per_seed]}
+
+
+def row_summary(mine, grid, task, row, lr):
+    """Mean ± sd over the kept cells of one row."""
+    kept = [c for c in mine if lr is None or c["lr"] == lr]
+    paper_lr = float(grid["protocol"]["paper_lr"])
+    at_paper = [c for c in mine if c["lr"] == paper_lr and c["seed"] == mine[0]["seed"]]
+    acc, spread = mean_spread(c["accuracy"] for c in kept)
+    out = {"label": grid.get("labels", {}).get(row, row), "accuracy": acc, "spread": spread,
+           "seeds": len(kept), "seed_list": [c["seed"] for c in kept],
+           "lr": lr if lr is not None else kept[0]["lr"],
+           "per_seed": [c["accuracy"] for c in kept],
+           "tune_accuracy": mean_spread(c["tune_accuracy"] for c in kept
+                                        if c["tune_accuracy"] is not None)[0],
+           "train_seconds": statistics.fmean(c["train_seconds"] or 0 for c in kept),
+           "paper_lr_accuracy": at_paper[0]["accuracy"] if at_paper else None,
+           "paper": grid.get("paper", {}).get(task, {}).get(row)}
+    if all(c.get("f1") is not None for c in kept):
+        out["f1"], out["f1_spread"] = mean_spread(c["f1"] for c in kept)
+    return out
+
+
+def summarize(cells, grid, output):
+    """results.json's content: per cell, per row (mean ± sd), gaps, paired tests."""
+    import numpy as np  # pylint: disable=import-outside-toplevel
+    results = grid_lib.read_results(output, cells)
+    out = {"profile": grid["profile"], "protocol": grid["protocol"], "tasks": {}, "cells": []}
+    for cell in cells:
+        if cell["dir"] in results:
+            out["cells"].append(cell_record(cell, results[cell["dir"]], output))
+    for task in dict.fromkeys(c["task"] for c in out["cells"]):
+        task_cells = [c for c in out["cells"] if c["task"] == task]
+        rows = {}
+        for row in grid["row_order"]:
+            mine = [c for c in task_cells if c["row"] == row]
+            if mine:
+                lr = (grid_lib.chosen_lr(cells, results, task, row)
+                      if row in grid.get("tuned", []) else None)
+                rows[row] = row_summary(mine, grid, task, row, lr)
+        kept = {(c["row"], c["seed"]): c for c in task_cells
+                if c["row"] in rows and c["lr"] == rows[c["row"]]["lr"]}
+        preds = {key: load_predictions(output, c["dir"]) for key, c in kept.items()}
+        teacher = preds.get(("teacher", 0))
+        labels = next((p[1] for p in preds.values() if p is not None), np.array([]))
+        _gaps(rows)
+        for (row, seed), p in preds.items():
+            if p is None or row == "teacher":
+                continue
+            r = rows[row]
+            if teacher is not None and np.array_equal(teacher[1], p[1]):
+                r.setdefault("agreement_per_seed", []).append(float(np.mean(p[0] == teacher[0])))
+            base = preds.get(("siamese", seed))
+            if row == "siamese" or base is None or not np.array_equal(base[1], p[1]):
+                continue
+            r.setdefault("vs_siamese", []).append(dict(paired(p[0], base[0], p[1]), seed=seed))
+            if teacher is not None and np.array_equal(teacher[1], p[1]):
+                t = paired(p[0], base[0], teacher[0])
+                r.setdefault("agreement_vs_siamese", []).append(
+                    {"only_a_agrees": t["only_a_right"], "only_b_agrees": t["only_b_right"],
+                     "mcnemar_p": t["mcnemar_p"], "seed": seed})
+        for r in rows.values():
+            if r.get("agreement_per_seed"):
+                r["agreement"], r["agreement_spread"] = mean_spread(r["agreement_per_seed"])
+            if r.get("vs_siamese"):
+                r["vs_siamese_pooled"] = pooled_test(r["vs_siamese"])
+            if r.get("agreement_vs_siamese"):
+                r["agreement_vs_siamese_pooled"] = pooled_test(
+                    r["agreement_vs_siamese"], "only_a_agrees", "only_b_agrees")
+        out["tasks"][task] = {"rows": rows, "examples": int(len(labels)),
+                              "metrics": ["accuracy"] + (["f1"] if any(
+                                  "f1" in r for r in rows.values()) else [])}
+    return out
+
+
+def _gaps(rows):
+    """Share of the teacher gap each row closes, against each Siamese base present."""
+    teacher = rows.get("teacher", {}).get("accuracy")
+    for row, r in rows.items():
+        for base in BASES:
+            if teacher is not None and base in rows and row not in ("teacher", base):
+                r[f"gap_closed_vs_{base}"] = gap_closed(r["accuracy"], rows[base]["accuracy"],
+                                                       teacher)
+
+
+# ---------------------------------------------------------------------------- online cost
+def online_variant(grid, row):
+    """``(key, model, options)``: the online part of a row; rows that differ only in
+    training (L_virt, distillation) share a key."""
+    spec = dict(grid["rows"][row])
+    model = spec.pop("model")
+    options = {k: spec[k] for k in ONLINE_OPTIONS if spec.get(k) is not None}
+    key = " ".join([model] + [f"{k}={v}" for k, v in sorted(options.items())])
+    return key, model, options
+
+
+def online_costs(grid, rows, cache=None, profiler=None, log=print):
+    """Online cost per pair of every row's model kind: ``{"settings", "variants"}``.
+
+    Kinds already in ``cache`` (the ``online_cost`` of an earlier results.json,
+    measured with the same settings) are reused; the others are profiled with
+    ``profiler`` (default `virt_tf.profiling.profile`) at the dimensions of
+    ``grid["online_cost"]["encoder"]``, without the offline encode.
+    """
+    settings = dict(grid["online_cost"])
+    known = dict((cache or {}).get("variants", {})) if (cache or {}).get(
+        "settings") == settings else {}
+    wanted = {}
+    for row in rows:
+        key, model, options = online_variant(grid, row)
+        if key not in known:
+            wanted[key] = (model, options)
+    if wanted:
+        from virt_tf import profiling  # pylint: disable=import-outside-toplevel
+        profiler = profiler or profiling.profile
+        log(f"online cost of {', '.join(wanted)} ({settings['encoder']} dimensions, batch "
+            f"{settings['batch_size']}, x {settings['query_pieces']} + y "
+            f"{settings['doc_pieces']} pieces)")
+        measured = profiler(profiling.preset_config(settings["encoder"]), wanted,
+                            batch=settings["batch_size"], query_pieces=settings["query_pieces"],
+                            doc_pieces=settings["doc_pieces"], warmup=settings["warmup"],
+                            repeats=settings["repeats"], log=lambda s: None, offline=False)
+        for key, m in measured["models"].items():
+            known[key] = {k: m[k] for k in ("model", "options", "flops", "flops_per_pair",
+                                            "latency_ms", "latency_ms_per_pair",
+                                            "online_part")}
+    return {"settings": settings, "variants": known}
+
+
+def attach_costs(summary, grid, costs):
+    """Each row's online cost and its ratio to the cross-encoder's (the teacher's)."""
+    variants = costs["variants"]
+    cross = next((v for v in variants.values() if v["model"] == "cross"), None)
+    for block in summary["tasks"].values():
+        for row, r in block["rows"].items():
+            v = variants.get(online_variant(grid, row)[0])
+            if v is None:
+                continue
+            r["online"] = {"flops_per_pair": v["flops_per_pair"],
+                           "latency_ms_per_pair": v["latency_ms_per_pair"]}
+            if cross:
+                r["online"]["flops_ratio"] = cross["flops_per_pair"] / v["flops_per_pair"]
+                r["online"]["latency_ratio"] = (cross["latency_ms_per_pair"] /
+                                                v["latency_ms_per_pair"])
+    summary["online_cost"] = costs
+    return summary
+
+
+# --------------------------------------------------------------------------------- text
+def pct(x, digits=1):
+    return "-" if x is None or x != x else f"{100 * x:.{digits}f}"
+
+
+def pvalue(p):
+    return "-" if p is None else (f"{p:.2g}" if p >= 1e-3 else f"{p:.0e}")
+
+
+def flops_text(flops):
+    from virt_tf.profiling import format_flops  # pylint: disable=import-outside-toplevel
+    return format_flops(flops)
+
+
+def noise_points(accuracy, pairs):
+    """Half-width, in points, of a 95% interval for the difference of two accuracies near
+    ``accuracy`` on ``pairs`` pairs each (unpaired normal approximation)."""
+    if not pairs or accuracy is None or accuracy != accuracy:
+        return float("nan")
+    return 100 * 1.96 * math.sqrt(2 * accuracy * (1 - accuracy) / pairs)
+
+
+def task_heading(task, block, grid, overrides=None):
+    """``MNLI (data ..., students: ..., teacher: ..., N dev pairs)``."""
+    spec = grid["tasks"][task]
+    teacher = grid_lib.cell_options({"task": task, "row": "teacher"}, grid, overrides)
+    student = grid_lib.cell_options({"task": task, "row": "student"}, grid, overrides)
+    parts = [f"data `{spec['data']}`"]
+    if student.get("max_train_examples"):
+        parts.append(f"students: first {student['max_train_examples']} training pairs, "
+                     f"{student['epochs']} epochs")
+    else:
+        parts.append(f"students: {student['epochs']} epochs")
+    train = (f"first {teacher['max_train_examples']}" if teacher.get("max_train_examples")
+             else "all")
+    parts.append(f"teacher: {train} training pairs, {teacher['epochs']} epochs")
+    parts.append(f"{block['examples']} {spec.get('eval_split', 'dev')} pairs")
+    return f"{task.upper()} ({'; '.join(parts)})"
+
+
+def table_lines(block, compact=False):
+    """A task's markdown table (compact: the README's columns)."""
+    rows = block["rows"]
+    f1 = "f1" in block["metrics"]
+    head = ["row", "seeds", "dev acc" + (" (mean ± sd)" if not compact else "")]
+    head += ["F1"] if f1 else []
+    head += ["gap closed (fair)", "gap closed ([u; v])"]
+    head += ["vs fair Siamese (pooled): only row / only Siamese right, p"]
+    if not compact:
+        head += ["per seed", "tune acc"]
+    head += ["agrees with teacher", "agreeing vs fair Siamese (pooled), p"]
+    if not compact:
+        head += ["train min"]
+    head += ["online FLOPs/pair", "latency/pair"] + ([] if compact else ["x fewer FLOPs"])
+    head += ["paper"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row, r in rows.items():
+        sd = f" ± {pct(r['spread'])}" if r["seeds"] > 1 else ""
+        cells = [r["label"], str(r["seeds"]), pct(r["accuracy"]) + sd]
+        if f1:
+            cells.append(pct(r.get("f1")) + (f" ± {pct(r['f1_spread'])}"
+                                             if r["seeds"] > 1 and "f1" in r else ""))
+        cells += [_share(r.get("gap_closed_vs_siamese")),
+                  _share(r.get("gap_closed_vs_siamese_concat"))]
+        pool = r.get("vs_siamese_pooled")
+        cells.append(f"{pool['only_a_right']} / {pool['only_b_right']}, "
+                     f"p = {pvalue(pool['mcnemar_p'])}" if pool else "-")
+        if not compact:
+            cells.append("; ".join(f"s{t['seed']}: {t['only_a_right']}/{t['only_b_right']}, "
+                                   f"{pvalue(t['mcnemar_p'])}"
+                                   for t in r.get("vs_siamese", [])) or "-")
+            cells.append(pct(r.get("tune_accuracy")))
+        cells.append(pct(r.get("agreement")) if row != "teacher" else "100")
+        agree = r.get("agreement_vs_siamese_pooled")
+        cells.append(f"{agree['only_a_agrees']} / {agree['only_b_agrees']}, "
+                     f"p = {pvalue(agree['mcnemar_p'])}" if agree else "-")
+        if not compact:
+            cells.append(f"{r['train_seconds'] / 60:.0f}")
+        online = r.get("online")
+        cells += ([flops_text(online["flops_per_pair"]),
+                   f"{online['latency_ms_per_pair']:.3g} ms"] if online else ["-", "-"])
+        if not compact:
+            cells.append(f"{online['flops_ratio']:.4g}x" if online and "flops_ratio" in online
+                         else "-")
+        cells.append(str(r["paper"]) if r["paper"] is not None else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _share(x):
+    return "-" if x is None or x != x else f"{100 * x:.0f}%"
+
+
+def protocol_lines(summary, grid):
+    lr_grid = summary.get("settings", {}).get("lr_grid") or grid["protocol"]["lr_grid"]
+    if len(lr_grid) < 2:
+        lr = f"- Learning rate {float(lr_grid[0]):g} for every row (no learning-rate search)."
+    else:
+        lr = (f"- Learning rate {float(grid['protocol']['paper_lr']):g} (paper) for every row; "
+              f"rows {', '.join(grid.get('tuned', []))} choose theirs from "
+              f"{', '.join(f'{float(x):g}' for x in lr_grid)} on the tune split at the first "
+              "seed.")
+    cost = grid["online_cost"]
+    return [
+        f"- Profile `{grid['profile']}`: {grid.get('description', '')}.",
+        f"- The model kept is the epoch with the best accuracy on the seeded "
+        f"{100 * grid['protocol']['tune_fraction']:.0f}% tune split, scored once on dev.",
+        lr,
+        "- mean ± sd: mean and sample standard deviation (n - 1) over seeds.",
+        "- gap closed: (row - Siamese) / (teacher - Siamese) on mean accuracies, with the fair "
+        "Siamese (fusion features) and with the paper's `[u; v]` Siamese.",
+        "- vs fair Siamese: exact two-sided McNemar test of the row against the fair Siamese "
+        "of the same seed on the same dev pairs (pairs only the row gets right / only the "
+        "Siamese gets right). Pooled over seeds: the discordant counts are summed over the "
+        "seeds both ran and one exact McNemar test is run on the sums (column \"per seed\": "
+        "each seed's test).",
+        "- agrees with teacher: share of dev pairs where the row predicts the teacher's label "
+        "(mean over seeds); agreeing vs fair Siamese: the same paired test on agreeing with "
+        "the teacher instead of being right, pooled the same way.",
+        f"- online FLOPs and latency per pair: the model's online part (the cross-encoder: "
+        f"everything on the packed pair; the others: the head on cached states) at "
+        f"{cost['encoder']} dimensions, x {cost['query_pieces']} + y {cost['doc_pieces']} word "
+        f"pieces as Table 1 of the paper, batch {cost['batch_size']}, median of "
+        f"{cost['repeats']} calls (`virt_tf.profiling`); x fewer FLOPs: the cross-encoder's / "
+        "the row's. Latencies of a millisecond or less a pair are within timing noise.",
+        "- paper: Tables 1-3 of the paper (BERT-base, full training sets), beside ours "
+        "(MiniLM-L6, the samples above)."]
+
+
+def limits_lines(summary, grid):
+    """What the grid's size can and cannot show."""
+    lines = []
+    for task, block in summary["tasks"].items():
+        students = [r["accuracy"] for row, r in block["rows"].items() if row != "teacher"]
+        acc = statistics.fmean(students) if students else None
+        bound = noise_points(acc, block["examples"])
+        seeds = max((r["seeds"] for r in block["rows"].values()), default=0)
+        lines.append(
+            f"- {task.upper()}: {block['examples']} dev pairs. Two accuracies near "
+            f"{pct(acc)} differ by up to about {bound:.1f} points from sampling alone (95%, "
+            "unpaired); the paired McNemar tests see smaller differences between models "
+            "scored on the same pairs." + (" One seed: no spread over seeds, and a difference "
+                                           "between rows can be the seed's." if seeds < 2 else
+                                           f" Up to {seeds} seeds: the sd shows how much a "
+                                           "row moves with the seed."))
+    notes = grid.get("notes") or {}
+    if notes.get("can_show"):
+        lines += ["", "It can show:"] + [f"- {n}" for n in notes["can_show"]]
+    if notes.get("cannot_show"):
+        lines += ["", "It cannot show:"] + [f"- {n}" for n in notes["cannot_show"]]
+    return lines
+
+
+def format_report(summary, grid, title=None):
+    """REPORT.md: protocol, one table per task, what the grid's size can show."""
+    title = title or f"VIRT reproduction: the `{grid['profile']}` grid"
+    lines = [f"# {title}", "", "Generated by `tools/reproduce.py` from the runs' "
+             "`metrics.json` and `predictions.npz`; do not edit by hand.", "", "## Protocol", ""]
+    lines += protocol_lines(summary, grid) + [""]
+    for task, block in summary["tasks"].items():
+        heading = task_heading(task, block, grid, summary.get("settings", {}).get("overrides"))
+        lines += [f"## {heading}", ""] + table_lines(block) + [""]
+    left_out = summary.get("left_out") or []
+    if left_out:
+        lines += ["Left out of this grid:", ""] + [f"- {m}" for m in left_out] + [""]
+    lines += ["## What this grid can and cannot show", ""] + limits_lines(summary, grid) + [""]
+    return "\n".join(lines)
+
+
+def format_readme_block(summary, grid, output_rel):
+    """The README's generated Results block: each task's main table, compact."""
+    lines = [f"Generated from [{output_rel}/REPORT.md]({output_rel}/REPORT.md) (profile "
+             f"`{grid['profile']}`; {grid.get('description', '')}) by `python3 "
+             f"tools/reproduce.py --profile={grid['profile']} --report_only --update_readme`; "
+             "MiniLM-L6 students and teacher, the paper's BERT-base numbers beside them. "
+             "mean ± sd over seeds; McNemar tests against the fair Siamese of the same seed, "
+             "pooled over seeds by summing the discordant counts; online cost per pair at "
+             "MiniLM-L6 dimensions.", ""]
+    for task, block in summary["tasks"].items():
+        heading = task_heading(task, block, grid, summary.get("settings", {}).get("overrides"))
+        lines += [f"**{heading}**", ""]
+        lines += table_lines(block, compact=True) + [""]
+    return "\n".join(lines).strip()
+
+
+def update_readme(block_md, readme):
+    """Replace the README's generated results block with ``block_md``."""
+    with open(readme, encoding="utf-8") as f:
+        text = f.read()
+    if README_BEGIN not in text or README_END not in text:
+        raise ConfigError(f"{readme} has no {README_BEGIN} ... {README_END} block")
+    head, rest = text.split(README_BEGIN, 1)
+    _, tail = rest.split(README_END, 1)
+    with open(readme + ".tmp", "w", encoding="utf-8") as f:
+        f.write(head + README_BEGIN + "\n" + block_md.strip() + "\n" + README_END + tail)
+    os.replace(readme + ".tmp", readme)
