@@ -48,7 +48,8 @@ ENTRY_POINTS = {
                  {"model_dir": MODEL, "data_dir": IN_DIR, "output": OUT_FILE}),
     "encode": (["-m", "virt_tf.encode"], "virt_tf.encode",
                ["--model_dir={good:model}", "--input={good:in_file}", "--output={good:out_file}"],
-               {"model_dir": MODEL, "input": IN_FILE, "output": OUT_FILE}),
+               {"model_dir": MODEL, "input": IN_FILE, "output": OUT_FILE,
+                "openvino_model": IN_DIR}),
     "score": (["-m", "virt_tf.score"], "virt_tf.score",
               ["--model_dir={good:model}", "--cache={good:in_file}", "--pairs={good:in_file}",
                "--output={good:out_file}"],
@@ -82,6 +83,9 @@ ENTRY_POINTS = {
                         "--output={good:out_file}"],
                        {"student_dir": MODEL, "teacher_dir": MODEL, "output": OUT_FILE}),
     "summarize_runs": (["tools/summarize_runs.py"], None, [], {"ROOT": IN_DIR}),
+    "screen_table": (["tools/screen_table.py"], "screen_table",
+                     ["--screen={good:in_file}", "--teacher_dir={good:model}"],
+                     {"screen": IN_FILE, "teacher_dir": MODEL, "json": OUT_FILE}),
 }
 
 # list flags (several paths) -> the kind of the good path put before the bad one
@@ -274,7 +278,7 @@ def test_every_command_and_path_flag_is_in_the_table():
     # are helpers of other commands, not a user's entry point)
     assert tools - set(ENTRY_POINTS) == {"install", "mutation_check", "st_encode_speed",
                                          "mnli_models", "mnli_experiments",
-                                         "rte_experiments"}
+                                         "rte_experiments", "recipe_screen"}
 
 
 # ----------------------------------------------------------------------- flag errors
@@ -287,7 +291,7 @@ WRONG_TYPE = {"train": "--epochs=two", "evaluate": "--batch_size=many",
               "export": "--version=latest", "reproduce": "--epochs=two",
               "compare_runs": "--max_examples=all", "profile_flops": "--batch_size=many",
               "benchmark_speed": "--steps=few", "virt_alignment": "--max_examples=all",
-              "plot_attention": "--text_a", "summarize_runs": None}
+              "plot_attention": "--text_a", "summarize_runs": None, "screen_table": None}
 WRONG_ENUM = {"train": "--model=nope", "profile_flops": "--encoder=nope"}
 
 

@@ -28,6 +28,7 @@ from absl import flags  # noqa: E402
 from virt_tf import paths  # noqa: E402
 from virt_tf.cli import run  # noqa: E402
 from virt_tf.errors import ConfigError  # noqa: E402
+from virt_tf.paths import PathFlag  # noqa: E402
 from virt_tf.reproduction import grid as grid_lib  # noqa: E402
 from virt_tf.reproduction import plots, report  # noqa: E402
 
@@ -62,6 +63,10 @@ def define_flags():
                       "pair (MiniLM-L6 dimensions; once per model kind, kept in results.json).")
 
 
+PATH_FLAGS = (PathFlag("data_root", paths.INPUT_DIR, unless=("report_only", "plan")),
+              PathFlag("output", paths.OUTPUT_DIR))
+
+
 def main():
     """Resolve the profile and its output, check the paths before any work (OS errors on
     them are user errors), then run."""
@@ -73,11 +78,11 @@ def main():
     if not output:
         raise ConfigError(f"--output is required for profile {grid['profile']!r} (e.g. "
                           "results/NAME)")
-    roots = [("output", output, paths.OUTPUT_DIR)]
-    if not (FLAGS.report_only or FLAGS.plan):
-        paths.check_path("data_root", FLAGS.data_root, paths.INPUT_DIR)
-        roots.append(("data_root", FLAGS.data_root, paths.INPUT_DIR))
-    paths.check_path("output", output, paths.OUTPUT_DIR)
+    paths.check_flags(FLAGS, PATH_FLAGS)
+    roots = paths.flag_roots(FLAGS, PATH_FLAGS)
+    if not FLAGS.output:  # the profile's own output folder
+        paths.check_path("output", output, paths.OUTPUT_DIR)
+        roots.append(("output", output, paths.OUTPUT_DIR))
     with paths.os_errors_as_user_errors(roots):
         return _main(grid, os.path.abspath(output))
 

@@ -9,11 +9,17 @@ import json
 import os
 import sys
 
-from absl import app, flags
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from absl import flags  # noqa: E402
+
+from virt_tf import paths  # noqa: E402
+from virt_tf.cli import run  # noqa: E402
+from virt_tf.paths import PathFlag  # noqa: E402
+
 FLAGS = flags.FLAGS
+PATH_FLAGS = (PathFlag("screen", paths.INPUT_FILE), PathFlag("teacher_dir", paths.MODEL_DIR),
+              PathFlag("json", paths.OUTPUT_FILE))
 
 
 def define_flags():
@@ -25,18 +31,25 @@ def define_flags():
     flags.DEFINE_string("json", None, "Also write the rows to this JSON file.")
 
 
-def main(argv):
-    del argv
+def main():
+    """Check the paths before any work (OS errors on them are user errors), then print."""
+    paths.check_flags(FLAGS, PATH_FLAGS)
+    with paths.os_errors_as_user_errors(paths.flag_roots(FLAGS, PATH_FLAGS)):
+        return _main()
+
+
+def _main():
     from virt_tf.screen import format_screen, read_screen, screen_rows
     rows = screen_rows(read_screen(FLAGS.screen), FLAGS.reference, FLAGS.teacher_dir)
     with open(os.path.join(FLAGS.teacher_dir, "metrics.json"), encoding="utf-8") as f:
         teacher = json.load(f)["accuracy"]
     print(format_screen(rows, FLAGS.reference, teacher))
     if FLAGS.json:
-        with open(FLAGS.json, "w", encoding="utf-8") as f:
-            json.dump({"teacher_accuracy": teacher, "rows": rows}, f, indent=2)
+        from virt_tf.training import write_json  # pylint: disable=import-outside-toplevel
+        write_json(FLAGS.json, {"teacher_accuracy": teacher, "rows": rows})
+    return 0
 
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    run(main)
