@@ -233,17 +233,7 @@ def write_json(path, obj):
     """Write ``obj`` atomically: a kill leaves the old file or the new one, never a part.
     Creates the parent folder."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError:  # a full disk: leave no part behind
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True))
 
 
 # Run options that do not change what a stage computes: a resume may change them.
@@ -309,6 +299,8 @@ def write_text_atomic(path, text):
     try:
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError:
         with contextlib.suppress(OSError):

@@ -99,9 +99,8 @@ class VirtModel(keras.Model):
         if self.teacher is not None and "teacher_logits" in features and not need_scores:
             batch["teacher"] = {"logits": tf.stop_gradient(features["teacher_logits"])}
         elif self.teacher is not None:
-            teacher_out = self.teacher.forward(
-                features, training=False,
-                return_scores=any(t.needs_teacher_scores for t in self.terms))
+            teacher_out = self.teacher.forward(features, training=False,
+                                               return_scores=need_scores)
             batch["teacher"] = tf.nest.map_structure(tf.stop_gradient, teacher_out)
         batch["student"] = self.student.forward(
             features, training=training, return_qk=any(t.needs_student_qk for t in self.terms))
