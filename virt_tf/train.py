@@ -71,6 +71,8 @@ flags.DEFINE_bool("cache_teacher_logits", None, "Compute the frozen teacher's lo
                   "training pairs once a stage (when no term needs its attention scores).")
 flags.DEFINE_enum("virt_alpha_schedule", None, ["constant", "linear"], "alpha over training: "
                   "constant, or decaying linearly to 0.")
+flags.DEFINE_enum("virt_pairs", None, ["all", "augmented", "gold"], "Pairs L_virt applies "
+                  "to: all, the teacher-labelled augmented ones only, or the gold ones only.")
 flags.DEFINE_list("augment", None, "Teacher-labelled extra pairs from the training texts: "
                   "pool (training pairs past --max_train_examples, gold labels dropped), "
                   "random, overlap (re-paired), edit (edited second text).")
@@ -146,7 +148,7 @@ OVERRIDABLE = ("epochs", "teacher_epochs", "learning_rate", "batch_size", "warmu
                "deformer_joint_layers", "dipair_x_tokens", "dipair_y_tokens", "poly_codes",
                "poly_first_m", "precision", "length_buckets", "jit_compile", "select_epoch",
                "dropout_rate", "distill_loss", "cache_teacher_logits", "virt_alpha_schedule",
-               "augment", "augment_multiple")
+               "virt_pairs", "augment", "augment_multiple")
 
 
 def resolve_config():

@@ -209,7 +209,9 @@ def _check_stage_file(directory, info, resuming, write=True):
                 saved = json.load(f)
         except ValueError as e:
             raise StageError(f"{path}: not valid JSON ({e})") from e
-        changed = {k: (saved.get(k), v) for k, v in info.items() if saved.get(k) != v}
+        defaults = base_defaults()
+        changed = {k: (saved.get(k, defaults.get(k)), v) for k, v in info.items()
+                   if saved.get(k, defaults.get(k)) != v}
         if changed:
             diff = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in sorted(changed.items()))
             raise StageError(f"{directory}: its checkpoints come from a different setting "
@@ -217,6 +219,14 @@ def _check_stage_file(directory, info, resuming, write=True):
     elif write:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         write_json(path, info)
+
+
+def base_defaults():
+    """The options of ``configs/base.yaml``: a setting that a stage file written before
+    the option existed lacks counts as its default there, so adding an option does not
+    break the resume of older checkpoints."""
+    from virt_tf.config import CONFIG_DIR, _load_yaml  # pylint: disable=import-outside-toplevel
+    return _jsonable(_load_yaml(os.path.join(CONFIG_DIR, "base.yaml")) or {})
 
 
 def stage_finished(directory):
