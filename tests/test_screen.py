@@ -54,6 +54,19 @@ def test_rows_compare_each_run_with_the_reference_and_the_teacher(tmp_path):
     assert best["terms"] == {"task_loss": 0.5, "distill_loss": 0.25}   # the last epoch's
     assert table.splitlines()[3].endswith("| 0.50 / 0.25 / - | kept: +2 |")
     assert table.splitlines()[2].endswith("| - / - / - | - |")
+    # a run with its own teacher: gap share and agreement against that teacher
+    weak = np.where(rng.rand(200) < 0.7, labels, (labels + 1) % 3)
+    w_acc = _run(tmp_path / "w", weak, labels)
+    _run(tmp_path / "s", better, labels, total_steps=10, train_seconds=10.0)
+    (tmp_path / "s3.txt").write_text("siamese r\nown s --model=dse --teacher_dir=w\n"
+                                     "unfinished s --teacher_dir=missing\n")
+    rows = screen_rows(read_screen(tmp_path / "s3.txt"), "siamese", "t", root=str(tmp_path))
+    assert [r["name"] for r in rows] == ["siamese", "own"]   # its teacher unfinished: left out
+    own = rows[1]
+    assert own["teacher_dir"] == "w" and own["teacher_accuracy"] == pytest.approx(w_acc)
+    assert own["gap_closed"] == pytest.approx((b_acc - r_acc) / (w_acc - r_acc))
+    assert own["agreement_with_teacher"] == pytest.approx(np.mean(better == weak))
+    assert rows[0]["teacher_accuracy"] == pytest.approx(t_acc)
     # runs scored on other pairs are refused
     _run(tmp_path / "o", ref[:100], labels[:100])
     (tmp_path / "s2.txt").write_text("siamese r\nother o\n")

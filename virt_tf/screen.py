@@ -60,15 +60,25 @@ def _finished(run_dir):
         return metrics, saved["probs"].argmax(axis=1), saved["labels"]
 
 
+def teacher_of(flags, default):
+    """The teacher a run learned from: its ``--teacher_dir=`` flag, else ``default``."""
+    found = default
+    for flag in flags.split():
+        if flag.startswith("--teacher_dir="):
+            found = flag.split("=", 1)[1]
+    return found
+
+
 def screen_rows(runs, reference, teacher_dir, root="."):
     """One dict a finished run of ``runs`` (as `read_screen` gives them, with or without
     verdicts), compared with the run named ``reference`` and with the teacher in
-    ``teacher_dir``."""
+    ``teacher_dir`` (or, for a run given ``--teacher_dir=``, with that teacher: its gap
+    share and agreement are measured against the teacher it learned from)."""
     teacher = _finished(os.path.join(root, teacher_dir))
     by_name = {run[0]: _finished(os.path.join(root, run[1])) for run in runs}
     if teacher is None or by_name.get(reference) is None:
         return []
-    t_metrics, t_pred, labels = teacher
+    labels = teacher[2]
     r_metrics, r_pred, r_labels = by_name[reference]
     if not np.array_equal(labels, r_labels):
         raise ValueError(f"{reference} and the teacher were scored on different pairs")
@@ -80,17 +90,25 @@ def screen_rows(runs, reference, teacher_dir, root="."):
         metrics, pred, run_labels = found
         if not np.array_equal(run_labels, labels):
             raise ValueError(f"{name} was scored on other pairs than the teacher")
+        own_dir = teacher_of(flags, teacher_dir)
+        own = teacher if own_dir == teacher_dir else _finished(os.path.join(root, own_dir))
+        if own is None:
+            continue
+        own_metrics, own_pred, own_labels = own
+        if not np.array_equal(own_labels, labels):
+            raise ValueError(f"{own_dir} was scored on other pairs than the teacher")
         right, ref_right = pred == labels, r_pred == labels
         only_run, only_ref = int(np.sum(right & ~ref_right)), int(np.sum(ref_right & ~right))
         steps = metrics.get("total_steps") or 0
         rows.append({
             "name": name, "flags": flags, "accuracy": metrics["accuracy"],
             "tune_accuracy": metrics.get("tune", {}).get("accuracy"),
+            "teacher_dir": own_dir, "teacher_accuracy": own_metrics["accuracy"],
             "gap_closed": gap_closed(metrics["accuracy"], r_metrics["accuracy"],
-                                     t_metrics["accuracy"]),
+                                     own_metrics["accuracy"]),
             "only_run_right": only_run, "only_reference_right": only_ref,
             "mcnemar_p": mcnemar_exact(only_run, only_ref),
-            "agreement_with_teacher": float(np.mean(pred == t_pred)),
+            "agreement_with_teacher": float(np.mean(pred == own_pred)),
             "seconds_per_step": metrics["train_seconds"] / steps if steps else None,
             "train_minutes": metrics.get("train_seconds", 0) / 60.0,
             "augmented_pairs": metrics.get("augmented_pairs", 0),
@@ -101,22 +119,24 @@ def screen_rows(runs, reference, teacher_dir, root="."):
 
 def format_screen(rows, reference, teacher_accuracy=None):
     """The rows as a Markdown table (accuracies in %)."""
-    head = ("| run | flags | dev | tune | gap closed | vs " + reference +
+    head = ("| run | flags | dev | tune | teacher | gap closed | vs " + reference +
             " (only run / only ref, p) | agrees w/ teacher | steps | s/step | train min | "
             "terms at end (task / distill / virt) | kept? |")
-    lines = [head, "|" + "---|" * 12]
+    lines = [head, "|" + "---|" * 13]
     for r in rows:
         tune = "-" if r["tune_accuracy"] is None else f"{100 * r['tune_accuracy']:.1f}"
         sps = "-" if r["seconds_per_step"] is None else f"{r['seconds_per_step']:.2f}"
         test = ("-" if r["name"] == reference else
                 f"{r['only_run_right']} / {r['only_reference_right']}, p = {r['mcnemar_p']:.2g}")
         lines.append(f"| {r['name']} | `{r['flags']}` | {100 * r['accuracy']:.1f} | {tune} | "
+                     f"{100 * r['teacher_accuracy']:.1f} | "
                      f"{100 * r['gap_closed']:.0f}% | {test} | "
                      f"{100 * r['agreement_with_teacher']:.1f} | {r['steps']} | {sps} | "
                      f"{r['train_minutes']:.0f} | {_terms(r.get('terms', {}))} | "
                      f"{r.get('verdict') or '-'} |")
     if teacher_accuracy is not None:
-        lines.append(f"\nTeacher: {100 * teacher_accuracy:.1f}.")
+        lines.append(f"\nTeacher: {100 * teacher_accuracy:.1f} (a run given --teacher_dir is "
+                     "measured against its own teacher: gap closed and agreement).")
     return "\n".join(lines)
 
 
