@@ -1,4 +1,7 @@
-"""tools/benchmark_speed.py in its quick mode (tiny random encoder, a few steps) on real data."""
+"""tools/benchmark_speed.py in its quick mode (tiny random encoder, a few steps) on real data.
+
+The library behind it, `virt_tf.benchmarks`, is tested on its own in
+test_benchmarks_timing.py, test_benchmarks_report.py and test_benchmarks_suite.py."""
 import json
 import os
 import subprocess
@@ -53,48 +56,6 @@ def test_quick_mode_reports_steps_ratios_and_padding(tmp_path, shared_data):
     assert "ratios:" in proc.stdout and "virt_tf mixed_bfloat16" in proc.stdout
 
 
-def test_stored_times_keep_their_precision_when_steps_are_fast():
-    """A few-millisecond step stored to fixed decimals lost up to 0.2% (the check above failed
-    once on a fast machine); significant digits keep seconds x pairs/s = batch exact."""
-    significant = _tool().significant
-    assert significant(0.00374449) == 0.0037445 and significant(7477.61234) == 7477.6
-    for mean in (0.00374449, 0.0150049, 0.0300149, 2.04917):
-        assert abs(significant(28 / mean) * significant(mean) / 28 - 1) < 1e-4
-
-
-def _tool():
-    sys.path.insert(0, os.path.dirname(TOOL))
-    try:
-        import benchmark_speed  # pylint: disable=import-outside-toplevel
-    finally:
-        sys.path.remove(os.path.dirname(TOOL))
-    return benchmark_speed
-
-
-def test_ratios_pair_each_setting_with_its_counterpart():
-    """Step ratios compare models at the same precision and batching; rate ratios compare a
-    setting with float32 random batches and with the path before the levers."""
-    def rec(model, precision, buckets, sec, setting="new"):
-        return {"model": model, "precision": precision, "buckets": buckets, "setting": setting,
-                "seconds_per_step": sec, "pairs_per_second": 28 / sec}
-
-    results = {"train": [rec("virt", "float32", False, 4.0, "before"),
-                         rec("cross", "float32", True, 1.0), rec("siamese", "float32", True, 2.0),
-                         rec("virt", "float32", True, 3.0), rec("virt", "float32", False, 3.5),
-                         rec("siamese", "mixed_bfloat16", True, 8.0)],
-               "encode": [{"precision": "float32", "texts_per_second": 100.0},
-                          {"precision": "mixed_bfloat16", "texts_per_second": 50.0}]}
-    r = _tool().ratios(results)
-    assert r["virt / siamese step (float32, buckets)"] == 1.5
-    assert r["siamese / cross step (float32, buckets)"] == 2.0
-    assert r["virt: pairs/s float32, buckets / float32 random batches"] == round(3.5 / 3, 3)
-    assert r["virt: pairs/s float32, buckets / before"] == round(4 / 3, 3)
-    assert r["encode: bfloat16 / float32 texts/s"] == 0.5
-    # no cross-encoder in bfloat16, no siamese without buckets: no ratio made up for them
-    assert "siamese / cross step (mixed_bfloat16, buckets)" not in r
-    assert "virt / siamese step (float32)" not in r
-
-
 def test_float16_openvino_rows_and_alternating_repeats(tmp_path, shared_data):
     """Training in float32 and float16 (loss scaling) alternating over two repeats, our
     encoding through TensorFlow and OpenVINO, what auto picks here, per-repeat ratios."""
@@ -129,27 +90,3 @@ def test_float16_openvino_rows_and_alternating_repeats(tmp_path, shared_data):
     assert auto["policy"] in ("float32", "mixed_bfloat16", "mixed_float16") and auto["reason"]
     assert f"--precision=auto picks {auto['policy']} here" in proc.stdout
     assert "virt_tf openvino f32" in proc.stdout
-
-
-def test_ratios_take_medians_over_repeats_and_compare_openvino_with_theirs():
-    def rec(precision, sec, repeat):
-        return {"model": "siamese", "precision": precision, "buckets": True, "setting": "new",
-                "seconds_per_step": sec, "pairs_per_second": 28 / sec, "repeat": repeat}
-
-    # bfloat16 / float32 per repeat: 2/1, 2/4, 2/2 -> [0.5, 2.0, 1.0]; medians 2 and 2 -> 1.0
-    results = {"train": [rec("float32", 1.0, 0), rec("mixed_bfloat16", 2.0, 0),
-                         rec("float32", 4.0, 1), rec("mixed_bfloat16", 2.0, 1),
-                         rec("float32", 2.0, 2), rec("mixed_bfloat16", 2.0, 2)],
-               "encode": [{"precision": "float32", "backend": "tensorflow",
-                           "texts_per_second": 40.0},
-                          {"precision": "openvino f32", "backend": "openvino",
-                           "texts_per_second": 60.0}],
-               "sentence_transformers": {"backends": {"openvino": {"texts_per_second": 50.0},
-                                                      "torch": {"error": "x"}}}}
-    r = _tool().ratios(results)
-    assert r["siamese: pairs/s mixed_bfloat16 / float32 (buckets)"] == 1.0
-    assert r["siamese: pairs/s mixed_bfloat16 / float32 (buckets) per repeat"] == [
-        0.5, 2.0, 1.0]
-    assert r["encode: ours openvino f32 / sentence-transformers openvino"] == 1.2
-    assert r["encode: ours openvino f32 / ours TensorFlow float32"] == 1.5
-    assert "encode: ours openvino f32 / sentence-transformers torch" not in r

@@ -85,7 +85,7 @@ def virt_inputs():
 
 
 def ref_virt_loss(inp, norm="squared", layers=None, *, swap_mn=False, layer_scale=True,
-                  y_offset=2, include_special=False):
+                  y_offset=2, include_special=False, reduce=True):
     """SPEC Eq. 7, one example at a time, float64:
 
     `1/(2L) sum_l [ 1/m sum_h D(Mt_xy, M_xy) + 1/n sum_h D(Mt_yx, M_yx) ]`, mean over the batch,
@@ -95,7 +95,8 @@ def ref_virt_loss(inp, norm="squared", layers=None, *, swap_mn=False, layer_scal
     students' inputs; `M_xy = softmax_y(S[x rows, y cols])` (Eq. 6) with, in the teacher's
     `[CLS] x [SEP] y [SEP]`, x at 1..m and y at m+2..m+n+1. L = the number of distilled layers.
 
-    The keyword-only flags build *wrong* variants, used to show the inputs discriminate.
+    The keyword-only flags build *wrong* variants, used to show the inputs discriminate;
+    ``reduce=False`` returns the per-example values instead of their mean.
     """
     layers = list(range(len(inp["qx"]))) if layers is None else list(layers)
     per_example = []
@@ -125,7 +126,7 @@ def ref_virt_loss(inp, norm="squared", layers=None, *, swap_mn=False, layer_scal
             inv_x, inv_y = (1.0 / n, 1.0 / m) if swap_mn else (1.0 / m, 1.0 / n)
             total += inv_x * for_layer["xy"] + inv_y * for_layer["yx"]
         per_example.append(total / (2.0 * len(layers)) if layer_scale else total)
-    return float(np.mean(per_example))
+    return float(np.mean(per_example)) if reduce else np.array(per_example)
 
 
 def _virt(inp, **kwargs):
@@ -425,3 +426,31 @@ def test_task_loss_skips_pairs_without_gold_label():
                                    "labels": np.maximum(labels, 0)}).numpy()
     ref_full = float(np.mean(-np.log(p[np.arange(6), np.maximum(labels, 0)])))
     assert float(np.mean(full)) == pytest.approx(ref_full, rel=1e-6)
+
+
+@pytest.mark.parametrize("pairs", ["augmented", "gold"])
+def test_virt_loss_on_a_subset_of_pairs_matches_reference(virt_inputs, pairs):
+    """``pairs=augmented`` (label -1 only) / ``gold``: the other pairs add 0 and the batch
+    mean is the float64 Eq. 7 mean over the kept pairs."""
+    from virt_tf.losses import VirtLoss
+
+    b = len(M_LIST)
+    labels = np.array([(-1 if i % 2 else i % 3) for i in range(b)], np.int32)
+    keep = labels < 0 if pairs == "augmented" else labels >= 0
+    assert 0 < keep.sum() < b
+    per_ref = ref_virt_loss(virt_inputs, reduce=False)
+    ref = float(np.mean(per_ref[keep]))
+    batch = {"student": {"text_a": {"queries": virt_inputs["qx"], "keys": virt_inputs["kx"]},
+                         "text_b": {"queries": virt_inputs["qy"], "keys": virt_inputs["ky"]}},
+             "teacher": {"scores": virt_inputs["teacher"]}, "labels": labels,
+             "features": {"text_a": {"input_mask": virt_inputs["mask_x"]},
+                          "text_b": {"input_mask": virt_inputs["mask_y"]}}}
+    per = VirtLoss(pairs=pairs).per_example(batch).numpy()
+    assert np.all(per[~keep] == 0.0)
+    assert float(np.mean(per)) == pytest.approx(ref, rel=VIRT_RTOL)
+    assert _far(ref, float(np.mean(per_ref)), VIRT_RTOL * ref)   # the subset matters here
+    every = VirtLoss().per_example(batch).numpy()
+    assert float(np.mean(every)) == pytest.approx(float(np.mean(per_ref)), rel=VIRT_RTOL)
+    with pytest.raises(ValueError, match="pairs"):
+        VirtLoss(pairs="teacher")
+

@@ -14,7 +14,7 @@ from virt_tf.reproduction import grid as grid_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-SEEDS3 = ["siamese", "wo_virt", "virt", "dse"]
+SEEDS3 = ["siamese", "wo_virt", "virt", "dse", "recipe"]
 SEED0 = ["siamese_concat", "siamese_concat_virt", "siamese_virt", "wo_virt_a", "deformer",
          "deformer_virt", "dipair", "dipair_virt", "poly", "poly_virt"]
 
@@ -35,13 +35,17 @@ def test_sample_profile_cells(sample):
     assert sorted(mnli[1:]) == sorted([(r, s) for r in SEEDS3 for s in (0, 1, 2)] +
                                       [(r, 0) for r in SEED0])
     qqp = [(c["row"], c["seed"]) for c in cells if c["task"] == "qqp"]
-    assert qqp == [("teacher", 0), ("siamese", 0), ("virt", 0), ("dse", 0)]
+    assert qqp == [("teacher", 0), ("siamese", 0), ("virt", 0), ("dse", 0), ("recipe", 0)]
     assert {c["lr"] for c in cells} == {5e-5} and not any(c["tuned"] for c in cells)
     assert {c["dir"] for c in cells} >= {"runs/mnli/virt/lr5e-5_s2",
                                          "runs/mnli/teacher/lr5e-5_s0",
                                          "runs/qqp/dse/lr5e-5_s0"}
-    # the recipe row has no value yet: left out, with a message naming what is missing
-    assert not any(c["row"] == "recipe" for c in cells)
+    recipe = [c for c in cells if c["row"] == "recipe"]
+    assert "--recipe=distill_aug" in grid_lib.cell_command(recipe[0], sample, "/o", "/d")
+    assert grid_lib.left_out_messages(sample, ["mnli", "qqp"]) == []
+    # a row without a value: left out, with a message naming what is missing
+    sample["rows"]["recipe"]["recipe"] = None
+    assert not any(c["row"] == "recipe" for c in grid_lib.plan_cells(sample))
     messages = grid_lib.left_out_messages(sample, ["mnli", "qqp"])
     assert len(messages) == 2 and all("recipe" in m and "left out" in m for m in messages)
 
@@ -166,6 +170,6 @@ def test_plan_command_line(tmp_path):
                           env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = proc.stdout.splitlines()
-    assert sum(" seed " in l for l in lines) == 27
-    assert "27 cells (0 done)" in proc.stdout and "recipe: left out" in proc.stdout
+    assert sum(" seed " in l for l in lines) == 31
+    assert "31 cells (0 done)" in proc.stdout and "left out" not in proc.stdout
     assert not os.listdir(tmp_path)  # nothing ran, nothing written

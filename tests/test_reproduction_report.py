@@ -237,4 +237,3 @@ def test_report_only_command_line_reuses_the_cached_costs(fabricated, tmp_path):
     assert results["tasks"]["mnli"]["rows"]["virt"]["online"]["flops_per_pair"] == 2e7
     text = (out / "REPORT.md").read_text()
     assert "![cost_accuracy.png](cost_accuracy.png)" in text
-    assert "recipe: left out" in text

@@ -120,3 +120,23 @@ def test_train_clock_ignores_a_record_of_another_step(tmp_path):
     clock.record(6)
     with open(path, encoding="utf-8") as f:
         assert json.load(f) == {"step": 6, "seconds": pytest.approx(100.0, abs=5)}
+
+
+def test_an_option_added_later_counts_as_its_default_in_an_older_stage_file(tmp_path):
+    """A stage file written before an option existed lacks it: the option's base default
+    resumes, any other value is refused (adding an option breaks no older checkpoint)."""
+    import json
+    from virt_tf import training
+    from virt_tf.errors import StageError
+    defaults = training.base_defaults()
+    assert defaults["virt_pairs"] == "all"
+    directory = tmp_path / "old"
+    (directory / "checkpoints").mkdir(parents=True)
+    (directory / "checkpoints" / training.STAGE_FILE).write_text(
+        json.dumps({"batch_size": 4}), encoding="utf-8")
+    training._check_stage_file(str(directory), {"batch_size": 4, "virt_pairs": "all"}, True)
+    with pytest.raises(StageError, match="virt_pairs 'all' -> 'augmented'"):
+        training._check_stage_file(str(directory), {"batch_size": 4, "virt_pairs": "augmented"},
+                                   True)
+    with pytest.raises(StageError, match="not_an_option None -> 1"):
+        training._check_stage_file(str(directory), {"batch_size": 4, "not_an_option": 1}, True)

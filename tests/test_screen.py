@@ -29,10 +29,15 @@ def test_rows_compare_each_run_with_the_reference_and_the_teacher(tmp_path):
     b_acc = _run(tmp_path / "b", better, labels, train_seconds=300.0, total_steps=100,
                  augmented_pairs=7)
     screen = tmp_path / "screen.txt"
-    screen.write_text("# comment\n\nsiamese r --model=siamese\nbest b --model=dse --x=1\n"
-                      "later missing --model=virt\n")
-    runs = read_screen(screen)
-    assert runs[1] == ("best", "b", "--model=dse --x=1")
+    screen.write_text("# comment\n\nsiamese r --model=siamese\nbest b --model=dse --x=1  # kept: "
+                      "+2\nlater missing --model=virt\n")
+    (tmp_path / "b" / "train_log.jsonl").write_text(
+        '{"kind": "epoch", "task_loss": 0.9, "distill_loss": 0.7}\n{"kind": "train"}\n'
+        '{"kind": "epoch", "task_loss": 0.5, "distill_loss": 0.25}\n{"kind": "train", '
+        '"task_loss": 9}\n')
+    runs = read_screen(screen, verdicts=True)
+    assert runs[1] == ("best", "b", "--model=dse --x=1", "kept: +2")
+    assert read_screen(screen)[1] == ("best", "b", "--model=dse --x=1")
     rows = screen_rows(runs, "siamese", "t", root=str(tmp_path))
     assert [r["name"] for r in rows] == ["siamese", "best"]       # unfinished runs left out
     best = rows[1]
@@ -46,6 +51,22 @@ def test_rows_compare_each_run_with_the_reference_and_the_teacher(tmp_path):
     assert rows[0]["gap_closed"] == 0.0 and rows[0]["tune_accuracy"] == 0.5
     table = format_screen(rows, "siamese", t_acc)
     assert f"| best | `--model=dse --x=1` | {100 * b_acc:.1f} |" in table
+    assert best["terms"] == {"task_loss": 0.5, "distill_loss": 0.25}   # the last epoch's
+    assert table.splitlines()[3].endswith("| 0.50 / 0.25 / - | kept: +2 |")
+    assert table.splitlines()[2].endswith("| - / - / - | - |")
+    # a run with its own teacher: gap share and agreement against that teacher
+    weak = np.where(rng.rand(200) < 0.7, labels, (labels + 1) % 3)
+    w_acc = _run(tmp_path / "w", weak, labels)
+    _run(tmp_path / "s", better, labels, total_steps=10, train_seconds=10.0)
+    (tmp_path / "s3.txt").write_text("siamese r\nown s --model=dse --teacher_dir=w\n"
+                                     "unfinished s --teacher_dir=missing\n")
+    rows = screen_rows(read_screen(tmp_path / "s3.txt"), "siamese", "t", root=str(tmp_path))
+    assert [r["name"] for r in rows] == ["siamese", "own"]   # its teacher unfinished: left out
+    own = rows[1]
+    assert own["teacher_dir"] == "w" and own["teacher_accuracy"] == pytest.approx(w_acc)
+    assert own["gap_closed"] == pytest.approx((b_acc - r_acc) / (w_acc - r_acc))
+    assert own["agreement_with_teacher"] == pytest.approx(np.mean(better == weak))
+    assert rows[0]["teacher_accuracy"] == pytest.approx(t_acc)
     # runs scored on other pairs are refused
     _run(tmp_path / "o", ref[:100], labels[:100])
     (tmp_path / "s2.txt").write_text("siamese r\nother o\n")

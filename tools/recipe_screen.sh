@@ -3,7 +3,7 @@
 # with the protocol of the sample grid: first 10k training pairs after the tune hold-out,
 # 2 epochs of the gold pairs, best tune epoch kept, lr 5e-5, full dev-matched, the teacher
 # of results/sample (all 17.7k training pairs less the tune split, 5 epochs, best tune).
-# The runs are the lines of configs/screens/mnli_recipe.txt (NAME DIR FLAGS...), taken in
+# The runs are the lines of configs/screens/mnli_recipe.txt (NAME DIR FLAGS... [# VERDICT]), taken in
 # order; the list is re-read after every run, so it can be edited while this runs.
 # Finished runs (metrics.json) are skipped and an interrupted one resumes: rerun the same
 # command. Usage: bash tools/recipe_screen.sh [DATA_DIR] [TEACHER_DIR]
@@ -22,7 +22,7 @@ if [ ! -f "$T/metrics.json" ]; then
     >> "$T.log" 2>&1 || { echo "FAILED teacher"; exit 1; }
 fi
 next_run() {  # the first line whose run has not finished and did not fail this time
-  grep -v '^\s*#' "$LIST" | grep -v '^\s*$' | while read -r name dir flags; do
+  sed 's/#.*//' "$LIST" | grep -v '^\s*$' | while read -r name dir flags; do
     [ -f "$dir/metrics.json" ] || [ -n "${failed[$name]:-}" ] || { echo "$name $dir $flags"; break; }
   done
 }

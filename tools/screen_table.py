@@ -40,7 +40,8 @@ def main():
 
 def _main():
     from virt_tf.screen import format_screen, read_screen, screen_rows
-    rows = screen_rows(read_screen(FLAGS.screen), FLAGS.reference, FLAGS.teacher_dir)
+    rows = screen_rows(read_screen(FLAGS.screen, verdicts=True), FLAGS.reference,
+                       FLAGS.teacher_dir)
     with open(os.path.join(FLAGS.teacher_dir, "metrics.json"), encoding="utf-8") as f:
         teacher = json.load(f)["accuracy"]
     print(format_screen(rows, FLAGS.reference, teacher))

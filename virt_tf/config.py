@@ -122,6 +122,7 @@ def validate(cfg):
     choices = {"virt_head": ("adapted", "simple"), "fusion": ("paper", "code", "concat"),
                "virt_norm": ("squared", "frobenius", "kl"), "distill_loss": ("kl", "mse"),
                "virt_alpha_schedule": ("constant", "linear"),
+               "virt_pairs": ("all", "augmented", "gold"),
                "precision": PRECISIONS, "select_epoch": ("last", "best_tune")}
     for name, allowed in choices.items():
         if cfg.get(name) not in allowed:

@@ -223,12 +223,24 @@ class TaskLoss(ObjectiveTerm):
         mask = labelled_mask(labels)
         ce = tf.nn.sparse_softmax_cross_entropy_with_logits(
             labels=tf.maximum(labels, 0), logits=logits)
-        scale = tf.cast(tf.size(mask), tf.float32) / tf.maximum(tf.reduce_sum(mask), 1.0)
-        return ce * mask * scale
+        return ce * _mean_preserving(mask)
+
+
+def _mean_preserving(mask):
+    """``mask`` (`[batch]`, 0/1) scaled by `batch / kept`, so the batch mean of a masked
+    term is the mean over the kept pairs (a batch with every pair kept is unchanged)."""
+    return mask * tf.cast(tf.size(mask), tf.float32) / tf.maximum(tf.reduce_sum(mask), 1.0)
+
+
+PAIR_SETS = ("all", "augmented", "gold")
 
 
 class VirtLoss(ObjectiveTerm):
     """``weight`` (alpha of Eq. 10) times L_virt (Eq. 5-7) over the layers encoded apart.
+
+    ``pairs`` picks the pairs the term applies to: ``all``, ``augmented`` (the
+    teacher-labelled pairs, label -1, only) or ``gold`` (the gold-labelled ones only);
+    the others add 0 and the kept ones are scaled as in `TaskLoss`.
 
     Also callable as before, ``VirtLoss()(student_x, student_y, teacher_scores,
     mask_x, mask_y)`` -> the scalar loss.
@@ -238,20 +250,28 @@ class VirtLoss(ObjectiveTerm):
     needs_teacher_scores = True
     needs_student_qk = True
 
-    def __init__(self, norm="squared", layers=None, weight=1.0, schedule="constant"):
+    def __init__(self, norm="squared", layers=None, weight=1.0, schedule="constant",
+                 pairs="all"):
         super().__init__(weight, schedule)
         if norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+        if pairs not in PAIR_SETS:
+            raise ValueError(f"pairs must be one of {PAIR_SETS}, got {pairs!r}")
         self.norm = norm
         self.layers = None if layers is None else [int(l) for l in layers]
+        self.pairs = pairs
 
     def per_example(self, batch):
         student, features = batch["student"], batch["features"]
-        return virt_loss_per_example(
+        values = virt_loss_per_example(
             student["text_a"]["queries"], student["text_a"]["keys"],
             student["text_b"]["queries"], student["text_b"]["keys"],
             batch["teacher"]["scores"], features["text_a"]["input_mask"],
             features["text_b"]["input_mask"], norm=self.norm, layers=self.layers)
+        if self.pairs == "all":
+            return values
+        gold = labelled_mask(batch["labels"])
+        return values * _mean_preserving(gold if self.pairs == "gold" else 1.0 - gold)
 
     def __call__(self, student_x, student_y, teacher_scores, mask_x, mask_y):
         return virt_loss(student_x["queries"], student_x["keys"], student_y["queries"],
@@ -300,7 +320,8 @@ def objective_from_config(cfg):
     if cfg.get("virt_alpha", 0) > 0:
         terms.append(VirtLoss(cfg.get("virt_norm", "squared"), cfg.get("virt_layers"),
                               weight=cfg["virt_alpha"],
-                              schedule=cfg.get("virt_alpha_schedule", "constant")))
+                              schedule=cfg.get("virt_alpha_schedule", "constant"),
+                              pairs=cfg.get("virt_pairs", "all")))
     if cfg.get("logit_beta", 0) > 0:
         form = cfg.get("distill_loss", "kl")
         if form not in DISTILL_LOSSES:

@@ -1,11 +1,14 @@
 """A screen of training levers: runs listed as data, read back into one table.
 
 A screen list (e.g. ``configs/screens/mnli_recipe.txt``) has a line a run,
-``NAME RUN_DIR FLAGS...``; `tools/recipe_screen.sh` trains them in order. This module
+``NAME RUN_DIR FLAGS... [# VERDICT]``; `tools/recipe_screen.sh` trains them in order. The
+verdict (after ``#`` on the run's line: kept or dropped, and why) is the screen's
+decision, written by whoever read the result. This module
 reads the finished ones (``metrics.json``, ``predictions.npz``) and compares each with a
 reference run (the fair Siamese) and the teacher on the same evaluation pairs: accuracy,
 share of the reference-to-teacher gap it closes, exact McNemar test against the
-reference, agreement with the teacher, training seconds a step.
+reference, agreement with the teacher, training seconds a step, and the size of each
+objective term at the end of training (so a weight is read beside what it weighs).
 """
 import json
 import os
@@ -15,17 +18,36 @@ import numpy as np
 from virt_tf.stats import gap_closed, mcnemar_exact
 
 
-def read_screen(path):
-    """``[(name, run_dir, flags)]`` of a screen list (``#`` comments, blank lines skipped)."""
+def read_screen(path, verdicts=False):
+    """``[(name, run_dir, flags)]`` of a screen list (``#`` comment lines, blank lines
+    skipped); with ``verdicts``, ``[(name, run_dir, flags, verdict)]`` (``""`` if none)."""
     runs = []
     with open(path, encoding="utf-8") as f:
         for line in f:
-            line = line.strip()
-            if not line or line.startswith("#"):
+            line, _, verdict = line.partition("#")
+            if not line.strip():
                 continue
             name, run_dir, *flags = line.split()
-            runs.append((name, run_dir, " ".join(flags)))
+            runs.append((name, run_dir, " ".join(flags)) +
+                        ((verdict.strip(),) if verdicts else ()))
     return runs
+
+
+TERMS = ("task_loss", "distill_loss", "virt_loss")
+
+
+def final_terms(run_dir):
+    """``{term: value}`` of the objective terms (unweighted batch means) in the last epoch
+    record of ``RUN/train_log.jsonl``; ``{}`` without one."""
+    path = os.path.join(run_dir, "train_log.jsonl")
+    last = {}
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                record = json.loads(line)
+                if record.get("kind") == "epoch":
+                    last = record
+    return {t: last[t] for t in TERMS if t in last}
 
 
 def _finished(run_dir):
@@ -38,57 +60,85 @@ def _finished(run_dir):
         return metrics, saved["probs"].argmax(axis=1), saved["labels"]
 
 
+def teacher_of(flags, default):
+    """The teacher a run learned from: its ``--teacher_dir=`` flag, else ``default``."""
+    found = default
+    for flag in flags.split():
+        if flag.startswith("--teacher_dir="):
+            found = flag.split("=", 1)[1]
+    return found
+
+
 def screen_rows(runs, reference, teacher_dir, root="."):
-    """One dict a finished run of ``runs`` (as `read_screen` gives them), compared with the
-    run named ``reference`` and with the teacher in ``teacher_dir``."""
+    """One dict a finished run of ``runs`` (as `read_screen` gives them, with or without
+    verdicts), compared with the run named ``reference`` and with the teacher in
+    ``teacher_dir`` (or, for a run given ``--teacher_dir=``, with that teacher: its gap
+    share and agreement are measured against the teacher it learned from)."""
     teacher = _finished(os.path.join(root, teacher_dir))
-    by_name = {name: _finished(os.path.join(root, d)) for name, d, _ in runs}
+    by_name = {run[0]: _finished(os.path.join(root, run[1])) for run in runs}
     if teacher is None or by_name.get(reference) is None:
         return []
-    t_metrics, t_pred, labels = teacher
+    labels = teacher[2]
     r_metrics, r_pred, r_labels = by_name[reference]
     if not np.array_equal(labels, r_labels):
         raise ValueError(f"{reference} and the teacher were scored on different pairs")
     rows = []
-    for name, _, flags in runs:
+    for name, run_dir, flags, *verdict in runs:
         found = by_name[name]
         if found is None:
             continue
         metrics, pred, run_labels = found
         if not np.array_equal(run_labels, labels):
             raise ValueError(f"{name} was scored on other pairs than the teacher")
+        own_dir = teacher_of(flags, teacher_dir)
+        own = teacher if own_dir == teacher_dir else _finished(os.path.join(root, own_dir))
+        if own is None:
+            continue
+        own_metrics, own_pred, own_labels = own
+        if not np.array_equal(own_labels, labels):
+            raise ValueError(f"{own_dir} was scored on other pairs than the teacher")
         right, ref_right = pred == labels, r_pred == labels
         only_run, only_ref = int(np.sum(right & ~ref_right)), int(np.sum(ref_right & ~right))
         steps = metrics.get("total_steps") or 0
         rows.append({
             "name": name, "flags": flags, "accuracy": metrics["accuracy"],
             "tune_accuracy": metrics.get("tune", {}).get("accuracy"),
+            "teacher_dir": own_dir, "teacher_accuracy": own_metrics["accuracy"],
             "gap_closed": gap_closed(metrics["accuracy"], r_metrics["accuracy"],
-                                     t_metrics["accuracy"]),
+                                     own_metrics["accuracy"]),
             "only_run_right": only_run, "only_reference_right": only_ref,
             "mcnemar_p": mcnemar_exact(only_run, only_ref),
-            "agreement_with_teacher": float(np.mean(pred == t_pred)),
+            "agreement_with_teacher": float(np.mean(pred == own_pred)),
             "seconds_per_step": metrics["train_seconds"] / steps if steps else None,
             "train_minutes": metrics.get("train_seconds", 0) / 60.0,
             "augmented_pairs": metrics.get("augmented_pairs", 0),
-            "steps": steps})
+            "steps": steps, "terms": final_terms(os.path.join(root, run_dir)),
+            "verdict": verdict[0] if verdict else ""})
     return rows
 
 
 def format_screen(rows, reference, teacher_accuracy=None):
     """The rows as a Markdown table (accuracies in %)."""
-    head = ("| run | flags | dev | tune | gap closed | vs " + reference +
-            " (only run / only ref, p) | agrees w/ teacher | steps | s/step | train min |")
-    lines = [head, "|" + "---|" * 10]
+    head = ("| run | flags | dev | tune | teacher | gap closed | vs " + reference +
+            " (only run / only ref, p) | agrees w/ teacher | steps | s/step | train min | "
+            "terms at end (task / distill / virt) | kept? |")
+    lines = [head, "|" + "---|" * 13]
     for r in rows:
         tune = "-" if r["tune_accuracy"] is None else f"{100 * r['tune_accuracy']:.1f}"
         sps = "-" if r["seconds_per_step"] is None else f"{r['seconds_per_step']:.2f}"
         test = ("-" if r["name"] == reference else
                 f"{r['only_run_right']} / {r['only_reference_right']}, p = {r['mcnemar_p']:.2g}")
         lines.append(f"| {r['name']} | `{r['flags']}` | {100 * r['accuracy']:.1f} | {tune} | "
+                     f"{100 * r['teacher_accuracy']:.1f} | "
                      f"{100 * r['gap_closed']:.0f}% | {test} | "
                      f"{100 * r['agreement_with_teacher']:.1f} | {r['steps']} | {sps} | "
-                     f"{r['train_minutes']:.0f} |")
+                     f"{r['train_minutes']:.0f} | {_terms(r.get('terms', {}))} | "
+                     f"{r.get('verdict') or '-'} |")
     if teacher_accuracy is not None:
-        lines.append(f"\nTeacher: {100 * teacher_accuracy:.1f}.")
+        lines.append(f"\nTeacher: {100 * teacher_accuracy:.1f} (a run given --teacher_dir is "
+                     "measured against its own teacher: gap closed and agreement).")
     return "\n".join(lines)
+
+
+def _terms(terms):
+    return " / ".join("-" if t not in terms else f"{terms[t]:.2f}" for t in TERMS)

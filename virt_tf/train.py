@@ -71,6 +71,8 @@ flags.DEFINE_bool("cache_teacher_logits", None, "Compute the frozen teacher's lo
                   "training pairs once a stage (when no term needs its attention scores).")
 flags.DEFINE_enum("virt_alpha_schedule", None, ["constant", "linear"], "alpha over training: "
                   "constant, or decaying linearly to 0.")
+flags.DEFINE_enum("virt_pairs", None, ["all", "augmented", "gold"], "Pairs L_virt applies "
+                  "to: all, the teacher-labelled augmented ones only, or the gold ones only.")
 flags.DEFINE_list("augment", None, "Teacher-labelled extra pairs from the training texts: "
                   "pool (training pairs past --max_train_examples, gold labels dropped), "
                   "random, overlap (re-paired), edit (edited second text).")
@@ -146,7 +148,7 @@ OVERRIDABLE = ("epochs", "teacher_epochs", "learning_rate", "batch_size", "warmu
                "deformer_joint_layers", "dipair_x_tokens", "dipair_y_tokens", "poly_codes",
                "poly_first_m", "precision", "length_buckets", "jit_compile", "select_epoch",
                "dropout_rate", "distill_loss", "cache_teacher_logits", "virt_alpha_schedule",
-               "augment", "augment_multiple")
+               "virt_pairs", "augment", "augment_multiple")
 
 
 def resolve_config():
@@ -243,27 +245,75 @@ def _train():
 
 
 def _train_checked():
-    from virt_tf.config import ConfigError, preset  # pylint: disable=import-outside-toplevel
+    """Train what the checked flags ask for: the teacher (``--teacher_dir``, or the
+    pipeline's teacher stage in ``MODEL_DIR/teacher``) when the objective needs one, then
+    ``--model`` into ``MODEL_DIR``; the chief writes both results to its metrics.json."""
+    from virt_tf.config import ConfigError  # pylint: disable=import-outside-toplevel
 
-    cfg = resolve_config()
-    from virt_tf.precision import describe, resolve_precision  # pylint: disable=import-outside-toplevel
-    cfg["precision"], cfg["_precision_reason"] = resolve_precision(cfg["precision"])
-    logging.info("%s", describe(cfg["precision"], cfg["_precision_reason"]))
+    cfg = _resolved_config()
     task = make_task(cfg)
     data = load_data(cfg, task)
 
-    import dataclasses  # pylint: disable=import-outside-toplevel
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
     from virt_tf.distribute import get_strategy, is_chief  # pylint: disable=import-outside-toplevel
     # before anything places a tensor: a strategy may split the CPU into devices
     strategy = get_strategy(FLAGS.distribution_strategy, FLAGS.tpu, FLAGS.cpu_devices)
     from virt_tf.data.tokenization import BertPairPreprocessor  # pylint: disable=import-outside-toplevel
-    from virt_tf.loading import read_init_checkpoint  # pylint: disable=import-outside-toplevel
     from virt_tf.losses import needs_teacher, objective_from_config  # pylint: disable=import-outside-toplevel
+    from virt_tf import training  # pylint: disable=import-outside-toplevel
+
+    pretrained, vocab, lower_case = _encoder(cfg)
+    _add_debug_options(cfg)
+    prep = BertPairPreprocessor(vocab, lower_case, cfg["max_seq_length"])
+    truncated = _log_truncated(cfg, data, prep)
+    verbose = FLAGS.verbose if FLAGS.verbose is not None else (1 if sys.stdout.isatty() else 2)
+    os.makedirs(FLAGS.model_dir, exist_ok=True)
+    t0 = time.time()
+    result = {"task": task.name, "model": FLAGS.model, "truncated_train_pairs": truncated}
+
+    use_teacher = needs_teacher(objective_from_config(cfg))
+    if cfg["augment"] and not use_teacher:
+        raise ConfigError("--augment adds pairs without a gold label: it needs a teacher term "
+                          "(--logit_beta > 0 or --virt_alpha > 0)")
+    teacher = None
+    if use_teacher:
+        teacher, result["teacher"] = _teacher(cfg, data, pretrained, prep, verbose, strategy)
+    if FLAGS.debug_write_fault:  # testing only: the last stage's writes
+        cfg["_debug_write_fault"] = FLAGS.debug_write_fault
+    student_data = data
+    if cfg["augment"]:
+        student_data, result["augmented_pairs"] = augmented(cfg, data)
+    classifier, metrics = training.run_stage(FLAGS.model, FLAGS.model_dir, cfg, student_data,
+                                             pretrained, prep, teacher=teacher,
+                                             verbose=verbose, strategy=strategy)
+    if FLAGS.debug_worker_weights:
+        _save_worker_weights(classifier, strategy)
+    if not is_chief(strategy):
+        print(f"worker done: the chief writes {FLAGS.model_dir}")
+        return 0
+    _write_results(cfg, task, metrics, result, use_teacher, t0)
+    return 0
+
+
+def _resolved_config():
+    """`resolve_config` with its precision resolved once (``auto``: from the hardware) and
+    logged; every stage of the run uses it."""
+    cfg = resolve_config()
+    from virt_tf.precision import describe, resolve_precision  # pylint: disable=import-outside-toplevel
+    cfg["precision"], cfg["_precision_reason"] = resolve_precision(cfg["precision"])
+    logging.info("%s", describe(cfg["precision"], cfg["_precision_reason"]))
+    return cfg
+
+
+def _encoder(cfg):
+    """``(pretrained, vocab_file, lower_case)``: the pretrained BERT of ``--init_checkpoint``
+    (None for a random ``--encoder_preset``) and its vocabulary. Sets
+    ``cfg["encoder_config"]`` (with ``--dropout_rate``, the whole model's dropout) and
+    refuses a ``max_seq_length`` longer than the encoder's positions."""
+    import dataclasses  # pylint: disable=import-outside-toplevel
+    from virt_tf.config import ConfigError, preset  # pylint: disable=import-outside-toplevel
+    from virt_tf.loading import read_init_checkpoint  # pylint: disable=import-outside-toplevel
     from virt_tf.modeling.checkpoints import default_checkpoint_dir  # pylint: disable=import-outside-toplevel
     from virt_tf.modeling.encoder import EncoderConfig  # pylint: disable=import-outside-toplevel
-    from virt_tf.models.registry import load_classifier  # pylint: disable=import-outside-toplevel
-    from virt_tf import training  # pylint: disable=import-outside-toplevel
 
     if FLAGS.encoder_preset:
         pretrained = None
@@ -281,6 +331,13 @@ def _train_checked():
     if cfg["max_seq_length"] > cfg["encoder_config"].max_position_embeddings:
         raise ConfigError(f"max_seq_length {cfg['max_seq_length']} is longer than the encoder's "
                           f"{cfg['encoder_config'].max_position_embeddings} positions")
+    return pretrained, vocab, lower_case
+
+
+def _add_debug_options(cfg):
+    """Testing only: put ``--debug_nan_at_step`` and ``--debug_overflow_at_step`` (which
+    needs ``mixed_float16``) into ``cfg`` for every stage."""
+    from virt_tf.config import ConfigError  # pylint: disable=import-outside-toplevel
     if FLAGS.debug_nan_at_step:
         cfg["_debug_nan_at_step"] = FLAGS.debug_nan_at_step
     if FLAGS.debug_overflow_at_step is not None:
@@ -289,7 +346,12 @@ def _train_checked():
                               f"--precision=mixed_float16 (got {FLAGS.debug_overflow_at_step},"
                               f" {cfg['precision']})")
         cfg["_debug_overflow_at_step"] = FLAGS.debug_overflow_at_step
-    prep = BertPairPreprocessor(vocab, lower_case, cfg["max_seq_length"])
+
+
+def _log_truncated(cfg, data, prep):
+    """Log how many training and evaluation pairs are longer than ``max_seq_length`` (they
+    are truncated, longest text first); returns the training count."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
     texts_a = tf.constant([e.text_a for e in data["train"]])
     texts_b = tf.constant([e.text_b for e in data["train"]])
     truncated = prep.count_truncated(texts_a, texts_b)
@@ -300,56 +362,62 @@ def _train_checked():
     if eval_truncated:
         logging.info("%d of %d %s pairs are longer than max_seq_length=%d and are truncated",
                      eval_truncated, len(data["eval"]), cfg["eval_split"], cfg["max_seq_length"])
-    verbose = FLAGS.verbose if FLAGS.verbose is not None else (1 if sys.stdout.isatty() else 2)
-    os.makedirs(FLAGS.model_dir, exist_ok=True)
-    t0 = time.time()
-    result = {"task": task.name, "model": FLAGS.model, "truncated_train_pairs": truncated}
+    return truncated
 
-    use_teacher = needs_teacher(objective_from_config(cfg))
-    if cfg["augment"] and not use_teacher:
-        raise ConfigError("--augment adds pairs without a gold label: it needs a teacher term "
-                          "(--logit_beta > 0 or --virt_alpha > 0)")
-    teacher = None
-    if use_teacher:
-        if FLAGS.teacher_dir:
-            with training.precision_scope(cfg["precision"]), strategy.scope():
-                teacher, tconf = load_classifier(FLAGS.teacher_dir)  # mirrored, frozen
-            if "pair" not in teacher.input_packings:
-                raise ConfigError(f"--teacher_dir {FLAGS.teacher_dir} holds a "
-                                  f"{tconf['model']} model, which encodes its texts apart; the "
-                                  "teacher must read the pair jointly (a cross-encoder)")
-            tmetrics_path = os.path.join(FLAGS.teacher_dir, training.METRICS_FILE)
-            result["teacher"] = (training.read_metrics(FLAGS.teacher_dir)
-                                 if os.path.exists(tmetrics_path) else {})
-            result["teacher"]["dir"] = FLAGS.teacher_dir
-        else:
-            teacher_dir = os.path.join(FLAGS.model_dir, "teacher")
-            _, tmetrics = training.run_stage("cross", teacher_dir, teacher_config(cfg), data,
-                                             pretrained, prep, verbose=verbose,
-                                             strategy=strategy)
-            result["teacher"] = tmetrics
-            wait_for_file(os.path.join(teacher_dir, training.METRICS_FILE))  # the chief's
-            result["teacher"] = training.read_metrics(teacher_dir)
-            with training.precision_scope(cfg["precision"]), strategy.scope():
-                teacher, _ = load_classifier(teacher_dir)  # mirrored, frozen
-        logging.info("teacher %s: %s", cfg["eval_split"], result["teacher"].get("accuracy"))
-    if FLAGS.debug_write_fault:  # testing only: the last stage's writes
-        cfg["_debug_write_fault"] = FLAGS.debug_write_fault
-    student_data = data
-    if cfg["augment"]:
-        student_data, result["augmented_pairs"] = augmented(cfg, data)
-    classifier, metrics = training.run_stage(FLAGS.model, FLAGS.model_dir, cfg, student_data,
-                                             pretrained, prep, teacher=teacher,
-                                             verbose=verbose, strategy=strategy)
-    if FLAGS.debug_worker_weights:
-        resolver = getattr(strategy, "cluster_resolver", None)
-        task_id = getattr(resolver, "task_id", 0) or 0
-        os.makedirs(FLAGS.debug_worker_weights, exist_ok=True)
-        classifier.save_weights(os.path.join(FLAGS.debug_worker_weights,
-                                             f"worker_{task_id}.weights.h5"))
-    if not is_chief(strategy):
-        print(f"worker done: the chief writes {FLAGS.model_dir}")
-        return 0
+
+def _teacher(cfg, data, pretrained, prep, verbose, strategy):
+    """``(teacher, metrics)``: the frozen teacher, mirrored under ``strategy``, and its
+    results. The cross-encoder of ``--teacher_dir``, else the pipeline's teacher stage,
+    trained into (or reused from) ``MODEL_DIR/teacher``."""
+    from virt_tf.models.registry import load_classifier  # pylint: disable=import-outside-toplevel
+    from virt_tf import training  # pylint: disable=import-outside-toplevel
+    if FLAGS.teacher_dir:
+        teacher, metrics = _given_teacher(cfg, strategy)
+    else:
+        teacher_dir = os.path.join(FLAGS.model_dir, "teacher")
+        training.run_stage("cross", teacher_dir, teacher_config(cfg), data, pretrained, prep,
+                           verbose=verbose, strategy=strategy)
+        wait_for_file(os.path.join(teacher_dir, training.METRICS_FILE))  # the chief's
+        metrics = training.read_metrics(teacher_dir)
+        with training.precision_scope(cfg["precision"]), strategy.scope():
+            teacher, _ = load_classifier(teacher_dir)  # mirrored, frozen
+    logging.info("teacher %s: %s", cfg["eval_split"], metrics.get("accuracy"))
+    return teacher, metrics
+
+
+def _given_teacher(cfg, strategy):
+    """``(teacher, metrics)`` of ``--teacher_dir``, which must hold a model that reads the
+    pair jointly (a cross-encoder); its metrics (empty when it has none) name the folder."""
+    from virt_tf.config import ConfigError  # pylint: disable=import-outside-toplevel
+    from virt_tf.models.registry import load_classifier  # pylint: disable=import-outside-toplevel
+    from virt_tf import training  # pylint: disable=import-outside-toplevel
+    with training.precision_scope(cfg["precision"]), strategy.scope():
+        teacher, tconf = load_classifier(FLAGS.teacher_dir)  # mirrored, frozen
+    if "pair" not in teacher.input_packings:
+        raise ConfigError(f"--teacher_dir {FLAGS.teacher_dir} holds a "
+                          f"{tconf['model']} model, which encodes its texts apart; the "
+                          "teacher must read the pair jointly (a cross-encoder)")
+    tmetrics_path = os.path.join(FLAGS.teacher_dir, training.METRICS_FILE)
+    metrics = training.read_metrics(FLAGS.teacher_dir) if os.path.exists(tmetrics_path) else {}
+    metrics["dir"] = FLAGS.teacher_dir
+    return teacher, metrics
+
+
+def _save_worker_weights(classifier, strategy):
+    """Testing only (``--debug_worker_weights``): this worker's final weights in
+    ``DIR/worker_<task id>.weights.h5``."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    task_id = getattr(resolver, "task_id", 0) or 0
+    os.makedirs(FLAGS.debug_worker_weights, exist_ok=True)
+    classifier.save_weights(os.path.join(FLAGS.debug_worker_weights,
+                                         f"worker_{task_id}.weights.h5"))
+
+
+def _write_results(cfg, task, metrics, result, use_teacher, t0):
+    """``MODEL_DIR/metrics.json``: the last stage's ``metrics`` with the teacher's beside them
+    and the run's facts (``result``: truncated and augmented pairs), and the wall time since
+    ``t0``; prints the one-line result."""
+    from virt_tf import training  # pylint: disable=import-outside-toplevel
     if use_teacher:
         metrics = dict(metrics, teacher=result["teacher"])
     metrics.update({k: v for k, v in result.items() if k != "teacher"})
@@ -358,7 +426,6 @@ def _train_checked():
     print(f"{FLAGS.model} {task.name} {cfg['eval_split']}: accuracy {metrics['accuracy']:.4f}"
           + (f" (teacher {metrics['teacher'].get('accuracy', float('nan')):.4f})"
              if use_teacher else ""))
-    return 0
 
 
 def wait_for_file(path, timeout=600):

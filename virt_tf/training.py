@@ -19,6 +19,7 @@ only removes checkpoints older than the one the state file names.
 size...); resuming with a different setting is refused.
 """
 import contextlib
+import dataclasses
 import hashlib
 import json
 import math
@@ -209,7 +210,9 @@ def _check_stage_file(directory, info, resuming, write=True):
                 saved = json.load(f)
         except ValueError as e:
             raise StageError(f"{path}: not valid JSON ({e})") from e
-        changed = {k: (saved.get(k), v) for k, v in info.items() if saved.get(k) != v}
+        defaults = base_defaults()
+        changed = {k: (saved.get(k, defaults.get(k)), v) for k, v in info.items()
+                   if saved.get(k, defaults.get(k)) != v}
         if changed:
             diff = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in sorted(changed.items()))
             raise StageError(f"{directory}: its checkpoints come from a different setting "
@@ -217,6 +220,14 @@ def _check_stage_file(directory, info, resuming, write=True):
     elif write:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         write_json(path, info)
+
+
+def base_defaults():
+    """The options of ``configs/base.yaml``: a setting that a stage file written before
+    the option existed lacks counts as its default there, so adding an option does not
+    break the resume of older checkpoints."""
+    from virt_tf.config import CONFIG_DIR, _load_yaml  # pylint: disable=import-outside-toplevel
+    return _jsonable(_load_yaml(os.path.join(CONFIG_DIR, "base.yaml")) or {})
 
 
 def stage_finished(directory):
@@ -391,158 +402,302 @@ def run_stage(model_name, directory, cfg, data, pretrained, preprocessor, teache
         classifier, _ = load_classifier(directory)
         return classifier, read_metrics(directory)
     os.makedirs(directory, exist_ok=True)
-    seed = int(cfg["seed"])
-    keras.utils.set_random_seed(seed)
-    task = data["task"]
-    epochs = int(cfg["teacher_epochs"] or cfg["epochs"]) if cfg.get("_pipeline_teacher") \
-        else int(cfg["epochs"])
-    batch_size = int(cfg["batch_size"])
-    spe = steps_per_epoch(len(data["train"]), batch_size)
-    total = spe * epochs
-    policy, reason = precisions.resolved(cfg)
-    cfg = dict(cfg, precision=policy)  # stage.json records the policy that ran
-    logging.info("%s: %s", directory, precisions.describe(policy, reason))
-    with precision_scope(policy), strategy.scope():
-        classifier = build_now(build_classifier(model_name, cfg["encoder_config"],
-                                                task.num_labels, cfg))
+    keras.utils.set_random_seed(int(cfg["seed"]))
+    stage = _Stage.create(model_name, directory, cfg, data, preprocessor, strategy, chief,
+                          verbose)
+    classifier, optimizer, model = _build_model(stage, pretrained, teacher)
+    manager, latest, write_dir = _open_checkpoints(stage, classifier, optimizer)
+    start = _resume(stage, classifier, optimizer, latest, pretrained, teacher)
+    callbacks = _callbacks(stage, classifier, manager, write_dir, start)
+    val = _tune_batches(stage)
+    pairs = _training_pairs(stage, model, write_dir)
+    plan = _batch_plan(stage, classifier, pairs, start)
+    _fit(stage, model, optimizer, pairs, plan, val, callbacks, start)
+    train_seconds = callbacks.clock.seconds()
+    if not chief:  # the chief writes the model directory
+        shutil.rmtree(write_dir, ignore_errors=True)
+        return classifier, {"chief": False, "train_seconds": round(train_seconds, 1)}
+    chosen = _select_epoch(stage, classifier, callbacks.keep_best)
+    classifier = _save_model(stage, classifier)
+    return classifier, _score(stage, classifier, optimizer, chosen, train_seconds)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Stage:
+    """The fixed facts of one `run_stage` call, read by each of its steps.
+
+    ``cfg`` holds the precision policy that runs (``stage.json`` records it; the reason
+    it was chosen is ``precision_reason``); ``chief``: this worker writes the model
+    directory; ``verbose``: Keras' verbosity.
+    """
+    model_name: str
+    directory: str
+    cfg: dict
+    data: dict
+    preprocessor: object
+    strategy: object
+    chief: bool
+    verbose: int
+    epochs: int
+    steps_per_epoch: int
+    precision_reason: str
+
+    @classmethod
+    def create(cls, model_name, directory, cfg, data, preprocessor, strategy, chief, verbose):
+        """The stage's length (the pipeline's teacher stage runs ``teacher_epochs`` when set)
+        and its precision, resolved once and logged."""
+        epochs = int(cfg["teacher_epochs"] or cfg["epochs"]) if cfg.get("_pipeline_teacher") \
+            else int(cfg["epochs"])
+        spe = steps_per_epoch(len(data["train"]), int(cfg["batch_size"]))
+        policy, reason = precisions.resolved(cfg)
+        logging.info("%s: %s", directory, precisions.describe(policy, reason))
+        return cls(model_name, directory, dict(cfg, precision=policy), data, preprocessor,
+                   strategy, chief, verbose, epochs, spe, reason)
+
+    @property
+    def total_steps(self):
+        return self.steps_per_epoch * self.epochs
+
+    @property
+    def checkpoint_dir(self):
+        return os.path.join(self.directory, "checkpoints")
+
+    def run_info(self):
+        """The stage's size, reported in ``metrics.json``."""
+        return {"model": self.model_name, "epochs": self.epochs,
+                "steps_per_epoch": self.steps_per_epoch, "total_steps": self.total_steps,
+                "train_examples": len(self.data["train"])}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Callbacks:
+    """A stage's Keras callbacks in the order they run (``keras``), and what the stage reads
+    after fitting: ``guard`` (`NanGuard`), ``keep_best`` (`KeepBestEpoch`), ``clock``
+    (`TrainClock`) and ``manager`` (the `tf.train.CheckpointManager` saving the checkpoints)."""
+    keras: list
+    guard: NanGuard
+    keep_best: KeepBestEpoch
+    clock: TrainClock
+    manager: tf.train.CheckpointManager
+
+
+def _build_model(stage, pretrained, teacher):
+    """The stage's classifier (its encoder from ``pretrained`` when given), its optimizer and
+    the `VirtModel` that trains it on the objective of ``stage.cfg``, compiled and built
+    under the stage's precision and strategy. Returns ``(classifier, optimizer, model)``."""
+    cfg = stage.cfg
+    with precision_scope(cfg["precision"]), stage.strategy.scope():
+        classifier = build_now(build_classifier(stage.model_name, cfg["encoder_config"],
+                                                stage.data["task"].num_labels, cfg))
         if pretrained is not None:
             assign_weights(classifier.encoder, pretrained.weights, pretrained.source)
-        optimizer = create_optimizer(cfg["learning_rate"], total, cfg["warmup_ratio"],
-                                     cfg["adam_epsilon"], cfg["adam_beta_1"],
-                                     cfg["adam_beta_2"], cfg.get("clipnorm"))
-        optimizer = precisions.wrap_optimizer(optimizer, policy)  # float16: loss scaling
-        terms = objective_from_config(cfg)
-        model = VirtModel(classifier, teacher=teacher, terms=terms, total_steps=total)
+        optimizer = create_optimizer(cfg["learning_rate"], stage.total_steps,
+                                     cfg["warmup_ratio"], cfg["adam_epsilon"],
+                                     cfg["adam_beta_1"], cfg["adam_beta_2"], cfg.get("clipnorm"))
+        optimizer = precisions.wrap_optimizer(optimizer, cfg["precision"])  # float16: loss scaling
+        model = VirtModel(classifier, teacher=teacher, terms=objective_from_config(cfg),
+                          total_steps=stage.total_steps)
         model.compile(optimizer=optimizer, jit_compile=bool(cfg.get("jit_compile", False)))
         optimizer.build(classifier.trainable_variables)
+    return classifier, optimizer, model
 
+
+def _open_checkpoints(stage, classifier, optimizer):
+    """``(manager, latest, write_dir)``: the manager this worker saves checkpoints with, the
+    checkpoint to resume from (None: a fresh start) and the folder this worker writes.
+
+    The chief saves into ``checkpoints/``; every other worker takes part in each save too,
+    into a scratch folder ``checkpoints/worker_<task id>``, and resumes from the chief's
+    latest checkpoint. A folder that is not a checkpoint folder of this program is a
+    `StageError`."""
     ckpt = make_checkpoint(classifier, optimizer)
-    ckpt_dir = os.path.join(directory, "checkpoints")
+    ckpt_dir = stage.checkpoint_dir
     # every worker takes part in a save; the others write into a scratch folder
-    write_dir = ckpt_dir if chief else os.path.join(
-        ckpt_dir, f"worker_{strategy.cluster_resolver.task_id}")
+    write_dir = ckpt_dir if stage.chief else os.path.join(
+        ckpt_dir, f"worker_{stage.strategy.cluster_resolver.task_id}")
     try:
         manager = tf.train.CheckpointManager(ckpt, ckpt_dir, max_to_keep=MAX_TO_KEEP)
-        if not chief:
-            latest = manager.latest_checkpoint
+        latest = manager.latest_checkpoint
+        if not stage.chief:
             manager = tf.train.CheckpointManager(ckpt, write_dir, max_to_keep=1)
-            manager_latest = latest
-        else:
-            manager_latest = manager.latest_checkpoint
     except (ValueError, tf.errors.OpError) as e:
         raise StageError(f"{ckpt_dir}: not a checkpoint directory of this program: "
                          f"{_first_line(e)}") from e
-    if manager_latest is None and os.path.exists(os.path.join(ckpt_dir, "checkpoint")):
+    if latest is None and os.path.exists(os.path.join(ckpt_dir, "checkpoint")):
         # TensorFlow ignores an unparsable state file and would start over silently.
         raise StageError(f"{ckpt_dir}: not a checkpoint directory of this program (its "
                          "'checkpoint' file is not a TensorFlow checkpoint state); use "
                          "another --model_dir")
-    run_info = {"model": model_name, "epochs": epochs, "steps_per_epoch": spe,
-                "total_steps": total, "train_examples": len(data["train"])}
-    _check_stage_file(directory, stage_settings(model_name, cfg, data, pretrained, teacher,
-                                                epochs, spe),
-                      resuming=bool(manager_latest), write=chief)
-    start = 0
-    if manager_latest:
-        restore_checkpoint(classifier, optimizer, manager_latest)
-        start = int(optimizer.iterations.numpy())
-        if start > total:
-            raise StageError(f"{manager_latest} is at step {start}, beyond the "
-                             f"{total} steps of this run")
-        logging.info("resuming %s at step %d of %d", directory, start, total)
+    return manager, latest, write_dir
+
+
+def _resume(stage, classifier, optimizer, latest, pretrained, teacher):
+    """The optimizer step the stage starts from: 0, or that of ``latest`` restored into
+    ``classifier``/``optimizer``. Checks (the chief: records) the stage's settings first
+    (`_check_stage_file`): a resume with settings that change the result is refused."""
+    settings = stage_settings(stage.model_name, stage.cfg, stage.data, pretrained, teacher,
+                              stage.epochs, stage.steps_per_epoch)
+    _check_stage_file(stage.directory, settings, resuming=bool(latest), write=stage.chief)
+    if not latest:
+        return 0
+    restore_checkpoint(classifier, optimizer, latest)
+    start = int(optimizer.iterations.numpy())
+    if start > stage.total_steps:
+        raise StageError(f"{latest} is at step {start}, beyond the "
+                         f"{stage.total_steps} steps of this run")
+    logging.info("resuming %s at step %d of %d", stage.directory, start, stage.total_steps)
+    return start
+
+
+def _callbacks(stage, classifier, manager, write_dir, start):
+    """The stage's `_Callbacks`. Every worker stops at a non-finite loss and saves the
+    checkpoints; the chief also writes the training log, TensorBoard and (with a tune
+    split) the best epoch's weights; the testing-only faults come first."""
+    cfg, directory = stage.cfg, stage.directory
     guard = NanGuard()
     keep_best = KeepBestEpoch(classifier, directory)
     clock = TrainClock(os.path.join(write_dir, CLOCK_FILE), start)
     callbacks = [guard, StepCheckpoint(manager, int(cfg["checkpoint_steps"]), guard, clock,
                                        cfg.get("_debug_write_fault"))]
-    if chief:
-        callbacks += [TrainLog(os.path.join(directory, TRAIN_LOG), max(1, min(50, spe)), start),
+    if stage.chief:
+        every = max(1, min(50, stage.steps_per_epoch))
+        callbacks += [TrainLog(os.path.join(directory, TRAIN_LOG), every, start),
                       keras.callbacks.TensorBoard(os.path.join(directory, "logs"),
-                                                  update_freq=max(1, min(50, spe)))]
-        if data.get("tune"):
+                                                  update_freq=every)]
+        if stage.data.get("tune"):
             # before the epoch-end checkpoint: a kill between the two then re-runs the
             # epoch's last steps and compares again, never loses the epoch's result
             callbacks.insert(1, keep_best)
     if cfg.get("_debug_nan_at_step"):
         callbacks.insert(0, PoisonWeights(classifier, cfg["_debug_nan_at_step"]))
-    if cfg.get("_debug_overflow_at_step") and precisions.uses_loss_scaling(policy):
+    if cfg.get("_debug_overflow_at_step") and precisions.uses_loss_scaling(cfg["precision"]):
         callbacks.insert(0, precisions.overflow_injector(cfg["_debug_overflow_at_step"]))
-    val = None
-    if data.get("tune"):
-        # packed once and kept in memory: each epoch's validation then starts at once
-        # (making a tokenizing iterator costs seconds of graph set-up)
-        val = eval_dataset(data["tune"], preprocessor, 64)[0].cache()
-    train_pairs = TokenizedPairs.from_examples(data["train"], preprocessor)
+    return _Callbacks(callbacks, guard, keep_best, clock, manager)
+
+
+def _tune_batches(stage):
+    """The tune split's batches for each epoch's validation, or None without a tune split."""
+    if not stage.data.get("tune"):
+        return None
+    # packed once and kept in memory: each epoch's validation then starts at once
+    # (making a tokenizing iterator costs seconds of graph set-up)
+    return eval_dataset(stage.data["tune"], stage.preprocessor, 64)[0].cache()
+
+
+def _training_pairs(stage, model, write_dir):
+    """The stage's training pairs, tokenized once (`TokenizedPairs`). When the frozen
+    teacher only feeds logit terms (none reads its attention scores) they carry its logits
+    `[n, num_labels]`, computed once (`stage_teacher_logits`) into the stage directory (a
+    worker other than the chief: into ``write_dir``)."""
+    cfg, train = stage.cfg, stage.data["train"]
+    pairs = TokenizedPairs.from_examples(train, stage.preprocessor)
     if model.teacher is not None and cfg.get("cache_teacher_logits", True) and not any(
-            t.needs_teacher_scores for t in terms):
-        train_pairs.teacher_logits = stage_teacher_logits(directory if chief else write_dir,
-                                                          teacher, train_pairs, preprocessor,
-                                                          data["train"], write=True)
+            t.needs_teacher_scores for t in model.terms):
+        pairs.teacher_logits = stage_teacher_logits(
+            stage.directory if stage.chief else write_dir, model.teacher, pairs,
+            stage.preprocessor, train, write=True)
+    return pairs
+
+
+def _batch_plan(stage, classifier, pairs, start):
+    """Every training batch's example indices, int `[total_steps, batch_size]` (`batch_plan`
+    of the seed), bucketed by the length of the packings ``classifier`` reads unless
+    ``length_buckets`` is off. A fresh stage (``start`` 0) logs the padding it leaves."""
+    cfg = stage.cfg
     bucket = bool(cfg.get("length_buckets", True))
     # batches of similar length in the packings this model reads
     key = "pair" if "pair" in classifier.input_packings else "texts"
-    plan = batch_plan(train_pairs.sort_lengths(key), batch_size, epochs, seed, bucket)
+    plan = batch_plan(pairs.sort_lengths(key), int(cfg["batch_size"]), stage.epochs,
+                      int(cfg["seed"]), bucket)
     if start == 0:
-        for name, lengths in (("pair", train_pairs.lengths), ("x", train_pairs.lengths_a),
-                              ("y", train_pairs.lengths_b)):
+        for name, lengths in (("pair", pairs.lengths), ("x", pairs.lengths_a),
+                              ("y", pairs.lengths_b)):
             logging.info("padding of the %s packings: %.1f%% of their positions (%s)", name,
                          100 * padding_share(lengths, plan),
                          f"batches bucketed by {key} length" if bucket else "random batches")
+    return plan
+
+
+def _fit(stage, model, optimizer, pairs, plan, val, callbacks, start):
+    """Fit from optimizer step ``start`` to the stage's last step, streaming the rows of
+    ``plan`` from ``start`` on: one `model.fit` call finishes a resumed epoch, the next
+    runs the remaining epochs. Raises `NumericalError` when `NanGuard` stopped training
+    and `StageError` when a call made no step."""
+    spe, total, epochs = stage.steps_per_epoch, stage.total_steps, stage.epochs
     while start < total:
         epoch = start // spe
         steps = spe - start % spe
-        if strategy.num_replicas_in_sync > 1 or not chief:
-            stream = distributed_stream(strategy, train_pairs, preprocessor, plan[start:])
+        if stage.strategy.num_replicas_in_sync > 1 or not stage.chief:
+            stream = distributed_stream(stage.strategy, pairs, stage.preprocessor, plan[start:])
         else:
-            stream = plan_stream(train_pairs, preprocessor, plan[start:])
+            stream = plan_stream(pairs, stage.preprocessor, plan[start:])
         model.fit(stream, initial_epoch=epoch, epochs=epoch + 1 if steps != spe else epochs,
                   steps_per_epoch=steps if steps != spe else spe, validation_data=val,
-                  callbacks=callbacks, verbose=verbose)
-        if guard.bad:
-            kept = (f"the last good checkpoint {manager.latest_checkpoint} stays the latest"
-                    if manager.latest_checkpoint else "no checkpoint was saved before it")
-            raise NumericalError(f"{directory}: training stopped: {guard.bad}; {kept} "
-                                 "(a lower --learning_rate or a clipnorm may help)")
+                  callbacks=callbacks.keras, verbose=stage.verbose)
+        if callbacks.guard.bad:
+            latest = callbacks.manager.latest_checkpoint
+            kept = (f"the last good checkpoint {latest} stays the latest"
+                    if latest else "no checkpoint was saved before it")
+            raise NumericalError(f"{stage.directory}: training stopped: {callbacks.guard.bad}; "
+                                 f"{kept} (a lower --learning_rate or a clipnorm may help)")
         new_start = int(optimizer.iterations.numpy())
         if new_start == start:
-            raise StageError(f"{directory}: no progress at step {start}")
+            raise StageError(f"{stage.directory}: no progress at step {start}")
         start = new_start
-    train_seconds = clock.seconds()
-    if not chief:  # the chief writes the model directory
-        shutil.rmtree(write_dir, ignore_errors=True)
-        return classifier, {"chief": False, "train_seconds": round(train_seconds, 1)}
 
-    chosen = {"epoch": epochs, "rule": "last"}
+
+def _select_epoch(stage, classifier, keep_best):
+    """Load the weights the stage keeps into ``classifier``: under ``select_epoch:
+    best_tune`` those of the best tune epoch (when one was kept), else the last epoch's
+    (already there). Returns ``{"epoch", "rule"}`` for ``metrics.json``."""
     best = keep_best.best()
-    if cfg.get("select_epoch", "last") == "best_tune" and best is not None:
+    if stage.cfg.get("select_epoch", "last") == "best_tune" and best is not None:
         classifier.load_weights(keep_best.weights)
-        chosen = {"epoch": best["epoch"], "rule": "best_tune"}
+        return {"epoch": best["epoch"], "rule": "best_tune"}
+    return {"epoch": stage.epochs, "rule": "last"}
+
+
+def _save_model(stage, classifier):
+    """Write the model files (weights, config with the task's metadata, vocabulary) and
+    read them back: the float32 classifier, exactly what was saved."""
+    cfg, task, prep = stage.cfg, stage.data["task"], stage.preprocessor
     meta = {"task": task.name, "labels": list(task.labels), "metrics": list(task.metrics),
             "task_options": dict(task.options),
-            "lower_case": preprocessor.lower_case, "max_seq_length": preprocessor.max_seq_length,
+            "lower_case": prep.lower_case, "max_seq_length": prep.max_seq_length,
             "eval_split": cfg["eval_split"], "train_config": _jsonable(cfg)}
-    with final_write(directory, ckpt_dir):
-        inject_write_fault(cfg.get("_debug_write_fault"), "model", None, directory)
-        save_classifier(directory, model_name, classifier, meta, preprocessor.vocab_file)
-    classifier, _ = load_classifier(directory)  # float32, exactly what was saved
+    with final_write(stage.directory, stage.checkpoint_dir):
+        inject_write_fault(cfg.get("_debug_write_fault"), "model", None, stage.directory)
+        save_classifier(stage.directory, stage.model_name, classifier, meta, prep.vocab_file)
+    classifier, _ = load_classifier(stage.directory)
+    return classifier
+
+
+def _score(stage, classifier, optimizer, chosen, train_seconds):
+    """The saved ``classifier``'s metrics on the evaluation split (its probabilities go to
+    ``predictions.npz``) and on the tune split, with the run's facts; written to
+    ``metrics.json`` last, which marks the stage finished."""
+    cfg, data, prep, directory = stage.cfg, stage.data, stage.preprocessor, stage.directory
+    task, policy = data["task"], cfg["precision"]
     t1 = time.time()
-    probs = predict_probs(classifier, data["eval"], preprocessor)
-    with final_write(directory, ckpt_dir):
+    probs = predict_probs(classifier, data["eval"], prep)
+    with final_write(directory, stage.checkpoint_dir):
         save_predictions(directory, cfg["eval_split"], probs, data["eval"])
-    metrics = evaluate_with_loss(classifier, data["eval"], preprocessor, task.metrics, probs)
-    metrics.update(run_info, split=cfg["eval_split"], train_seconds=round(train_seconds, 1),
-                   eval_seconds=round(time.time() - t1, 1), seed=seed, selected_epoch=chosen,
-                   precision=policy, precision_reason=reason)
+    metrics = evaluate_with_loss(classifier, data["eval"], prep, task.metrics, probs)
+    metrics.update(stage.run_info(), split=cfg["eval_split"],
+                   train_seconds=round(train_seconds, 1),
+                   eval_seconds=round(time.time() - t1, 1), seed=int(cfg["seed"]),
+                   selected_epoch=chosen, precision=policy,
+                   precision_reason=stage.precision_reason)
     if precisions.uses_loss_scaling(policy):  # batches read vs updates applied
         metrics.update(loss_scale=precisions.loss_scale(optimizer),
-                       skipped_steps=total - precisions.applied_steps(optimizer))
+                       skipped_steps=stage.total_steps - precisions.applied_steps(optimizer))
     if data.get("tune"):
-        tune = evaluate_with_loss(classifier, data["tune"], preprocessor, task.metrics)
+        tune = evaluate_with_loss(classifier, data["tune"], prep, task.metrics)
         metrics["tune"] = {k: v for k, v in tune.items()}
-    with final_write(directory, ckpt_dir):
+    with final_write(directory, stage.checkpoint_dir):
         write_json(os.path.join(directory, METRICS_FILE), metrics)
     logging.info("%s: %s", directory, {k: metrics[k] for k in ("accuracy",) if k in metrics})
-    return classifier, metrics
+    return metrics
 
 
 def stage_teacher_logits(directory, teacher, pairs, preprocessor, examples, write=True):
