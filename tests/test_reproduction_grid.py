@@ -43,6 +43,10 @@ def test_sample_profile_cells(sample):
     recipe = [c for c in cells if c["row"] == "recipe"]
     assert "--recipe=distill_aug" in grid_lib.cell_command(recipe[0], sample, "/o", "/d")
     assert grid_lib.left_out_messages(sample, ["mnli", "qqp"]) == []
+    # the recipe's 1x augmentation doubles the training pairs, hence the steps
+    siamese = next(c for c in cells if c["row"] == "siamese" and c["task"] == "mnli")
+    assert grid_lib.cell_work(siamese, sample)[0] == 2 * 358
+    assert grid_lib.cell_work(recipe[0], sample)[0] == 2 * 715
     # a row without a value: left out, with a message naming what is missing
     sample["rows"]["recipe"]["recipe"] = None
     assert not any(c["row"] == "recipe" for c in grid_lib.plan_cells(sample))

@@ -271,7 +271,8 @@ def row_kind(grid, task, row):
 
 
 def cell_work(cell, grid, overrides=None):
-    """``(training steps, pairs scored)`` of a cell, from the data sizes in grid.yaml."""
+    """``(training steps, pairs scored)`` of a cell, from the data sizes in grid.yaml (a row
+    with teacher-labelled augmentation trains on its extra pairs too)."""
     options = cell_options(cell, grid, overrides)
     data = grid["tasks"][cell["task"]]["data"]
     sizes = grid.get("data_sizes", {}).get(data, {"train": 10000, "tune": 1000, "dev": 1000})
@@ -279,7 +280,17 @@ def cell_work(cell, grid, overrides=None):
     tune = min(sizes["tune"], options.get("max_tune_examples") or sizes["tune"])
     dev = min(sizes["dev"], options.get("max_eval_examples") or sizes["dev"])
     epochs = int(options["epochs"])
+    train += round(train * augment_multiple(grid["rows"][cell["row"]]))
     return math.ceil(train / options.get("batch_size", 28)) * epochs, dev + tune * epochs
+
+
+def augment_multiple(spec):
+    """Teacher-labelled extra pairs per gold pair of a row (its own options, else its
+    recipe's): 0 without augmentation."""
+    from virt_tf.config import recipe_options  # pylint: disable=import-outside-toplevel
+    options = dict(recipe_options(spec["recipe"]) if spec.get("recipe") else {})
+    options.update({k: v for k, v in spec.items() if k != "recipe"})
+    return float(options.get("augment_multiple", 1.0)) if options.get("augment") else 0.0
 
 
 def estimate_seconds(cell, cells, results, grid, overrides=None):
