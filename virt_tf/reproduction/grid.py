@@ -258,13 +258,17 @@ def read_results(output, cells):
 
 
 # ----------------------------------------------------------------------------- estimates
-def row_kind(grid, task, row):
-    """``(model, distils)``: what sets a row's step cost (a teacher in the step or not)."""
+def row_config(grid, task, row):
+    """``(model, cfg)``: a row's model and its resolved run options (its recipe included)."""
     from virt_tf.config import load_config  # pylint: disable=import-outside-toplevel
     spec = dict(grid["rows"][row])
-    model = spec.pop("model")
-    cfg = load_config(task, model, overrides={k: v for k, v in spec.items()
-                                              if k != "recipe"})
+    model, recipe = spec.pop("model"), spec.pop("recipe", None)
+    return model, load_config(task, model, overrides=spec, recipe=recipe)
+
+
+def row_kind(grid, task, row):
+    """``(model, distils)``: what sets a row's step cost (a teacher in the step or not)."""
+    model, cfg = row_config(grid, task, row)
     distils = model != "cross" and (cfg.get("virt_alpha", 0) > 0 or
                                     cfg.get("logit_beta", 0) > 0)
     return model, bool(distils)
@@ -280,17 +284,10 @@ def cell_work(cell, grid, overrides=None):
     tune = min(sizes["tune"], options.get("max_tune_examples") or sizes["tune"])
     dev = min(sizes["dev"], options.get("max_eval_examples") or sizes["dev"])
     epochs = int(options["epochs"])
-    train += round(train * augment_multiple(grid["rows"][cell["row"]]))
+    cfg = row_config(grid, cell["task"], cell["row"])[1]
+    if cfg.get("augment"):   # teacher-labelled extra pairs train too
+        train += round(train * float(cfg.get("augment_multiple", 1.0)))
     return math.ceil(train / options.get("batch_size", 28)) * epochs, dev + tune * epochs
-
-
-def augment_multiple(spec):
-    """Teacher-labelled extra pairs per gold pair of a row (its own options, else its
-    recipe's): 0 without augmentation."""
-    from virt_tf.config import recipe_options  # pylint: disable=import-outside-toplevel
-    options = dict(recipe_options(spec["recipe"]) if spec.get("recipe") else {})
-    options.update({k: v for k, v in spec.items() if k != "recipe"})
-    return float(options.get("augment_multiple", 1.0)) if options.get("augment") else 0.0
 
 
 def estimate_seconds(cell, cells, results, grid, overrides=None):
