@@ -150,6 +150,14 @@ def test_estimates_learn_from_finished_cells(sample, tmp_path):
     virt_seconds, _ = grid_lib.estimate_seconds(by[("virt", 1)], cells, {}, sample)
     assert virt_seconds == pytest.approx(steps * (2.2 + 0.8) + scored * 0.015 + 60)
     assert grid_lib.cell_work(by[("teacher", 0)], sample)[0] == 635 * 5
+    # cached teacher logits: a Siamese-cost step, and the teacher scores each training pair once
+    # (gold 10k + 10k augmented); L_virt needs the teacher's attention in every step
+    assert grid_lib.row_kind(sample, "mnli", "recipe") == ("siamese", False)
+    assert grid_lib.row_kind(sample, "mnli", "dse") == ("dse", False)
+    assert grid_lib.row_kind(sample, "mnli", "siamese_virt") == ("siamese", True)
+    recipe_steps, recipe_scored = grid_lib.cell_work(by[("recipe", 1)], sample)
+    assert recipe_scored == scored + 20000
+    assert grid_lib.cell_work(by[("virt", 1)], sample)[1] == scored
     # a finished seed 0 of the row sets the rate of its other seeds
     _finish(out, by[("siamese", 0)], 1000.0, 500)
     results = grid_lib.read_results(out, cells)
@@ -160,7 +168,10 @@ def test_estimates_learn_from_finished_cells(sample, tmp_path):
     _, source = grid_lib.estimate_seconds(by[("siamese_concat", 0)], cells, results, sample)
     assert source.startswith("measured: same model")
     _, source = grid_lib.estimate_seconds(by[("siamese_virt", 0)], cells, results, sample)
-    assert source == "configured step cost"  # distils: the teacher runs in its steps
+    assert source == "configured step cost"  # L_virt: the teacher runs in its steps
+    seconds, source = grid_lib.estimate_seconds(by[("recipe", 1)], cells, results, sample)
+    assert source.startswith("measured: same model")  # the Siamese's rate, cached logits
+    assert seconds == pytest.approx(recipe_steps * 2.0 + recipe_scored * 0.015 + 60)
     plan = grid_lib.format_plan(cells, sample, out)
     assert plan.splitlines()[1].split()[:2] == ["mnli", "siamese"] and " done" in \
         plan.splitlines()[1]

@@ -266,17 +266,28 @@ def row_config(grid, task, row):
     return model, load_config(task, model, overrides=spec, recipe=recipe)
 
 
+def teacher_use(cfg, model):
+    """``(in_step, cached)``: whether the teacher runs in every training step (L_virt needs
+    its attention maps, or its logits are not cached) and whether its logits are computed
+    once before training (logit distillation with ``cache_teacher_logits``)."""
+    if model == "cross":
+        return False, False
+    logits = cfg.get("logit_beta", 0) > 0
+    cached = logits and bool(cfg.get("cache_teacher_logits"))
+    in_step = cfg.get("virt_alpha", 0) > 0 or (logits and not cached)
+    return bool(in_step), bool(cached)
+
+
 def row_kind(grid, task, row):
-    """``(model, distils)``: what sets a row's step cost (a teacher in the step or not)."""
+    """``(model, teacher in the step)``: what sets a row's step cost."""
     model, cfg = row_config(grid, task, row)
-    distils = model != "cross" and (cfg.get("virt_alpha", 0) > 0 or
-                                    cfg.get("logit_beta", 0) > 0)
-    return model, bool(distils)
+    return model, teacher_use(cfg, model)[0]
 
 
 def cell_work(cell, grid, overrides=None):
     """``(training steps, pairs scored)`` of a cell, from the data sizes in grid.yaml (a row
-    with teacher-labelled augmentation trains on its extra pairs too)."""
+    with teacher-labelled augmentation trains on its extra pairs too; a row with cached
+    teacher logits adds its training pairs to the pairs scored, once)."""
     options = cell_options(cell, grid, overrides)
     data = grid["tasks"][cell["task"]]["data"]
     sizes = grid.get("data_sizes", {}).get(data, {"train": 10000, "tune": 1000, "dev": 1000})
@@ -284,10 +295,13 @@ def cell_work(cell, grid, overrides=None):
     tune = min(sizes["tune"], options.get("max_tune_examples") or sizes["tune"])
     dev = min(sizes["dev"], options.get("max_eval_examples") or sizes["dev"])
     epochs = int(options["epochs"])
-    cfg = row_config(grid, cell["task"], cell["row"])[1]
+    model, cfg = row_config(grid, cell["task"], cell["row"])
     if cfg.get("augment"):   # teacher-labelled extra pairs train too
         train += round(train * float(cfg.get("augment_multiple", 1.0)))
-    return math.ceil(train / options.get("batch_size", 28)) * epochs, dev + tune * epochs
+    scored = dev + tune * epochs
+    if teacher_use(cfg, model)[1]:   # the teacher scores every training pair once
+        scored += train
+    return math.ceil(train / options.get("batch_size", 28)) * epochs, scored
 
 
 def estimate_seconds(cell, cells, results, grid, overrides=None):
