@@ -5,8 +5,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
 
+from virt_tf.paths import default_data_root  # noqa: E402  (imports nothing heavy)
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED_DATA = os.environ.get("VIRT_TF_DATA", os.path.join(os.path.dirname(REPO), "shared", "data"))
+SHARED_DATA = default_data_root(REPO)
 
 
 @pytest.fixture(scope="session")

@@ -28,6 +28,8 @@ import sys
 
 import pytest
 
+from virt_tf import paths
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EACCES_RUNNER = os.path.join(REPO, "tests", "eacces.py")
 AS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
@@ -460,3 +462,13 @@ def test_os_error_under_an_input_is_a_path_error_not_a_write_error(tmp_path):
     assert not isinstance(info.value, WriteError)
     assert str(info.value).startswith(f"--data_dir {tmp_path / 'data'}: ")
     assert "Permission denied (not readable" in str(info.value)
+
+
+def test_default_data_root(monkeypatch, tmp_path):
+    repo = str(tmp_path / "project")
+    monkeypatch.delenv("VIRT_TF_DATA", raising=False)
+    assert paths.default_data_root(repo) == str(tmp_path / "shared" / "data")
+    monkeypatch.setenv("VIRT_TF_DATA", "/elsewhere/data")
+    assert paths.default_data_root(repo) == "/elsewhere/data"
+    monkeypatch.setenv("VIRT_TF_DATA", "")   # set but empty: the default again
+    assert paths.default_data_root(repo) == str(tmp_path / "shared" / "data")

@@ -30,8 +30,7 @@ from virt_tf.errors import ConfigError  # noqa: E402
 from virt_tf.paths import PathFlag  # noqa: E402
 
 FLAGS = flags.FLAGS
-DEFAULT_DATA = os.environ.get("VIRT_TF_DATA", os.path.join(os.path.dirname(REPO), "shared",
-                                                           "data"))
+DEFAULT_DATA = paths.default_data_root(REPO)
 ST_SCRIPT = os.path.join(REPO, "tools", "st_encode_speed.py")
 
 

@@ -33,8 +33,7 @@ from virt_tf.reproduction import grid as grid_lib  # noqa: E402
 from virt_tf.reproduction import plots, report  # noqa: E402
 
 FLAGS = flags.FLAGS
-DEFAULT_DATA = os.environ.get("VIRT_TF_DATA", os.path.join(os.path.dirname(REPO), "shared",
-                                                           "data"))
+DEFAULT_DATA = paths.default_data_root(REPO)
 README = os.path.join(REPO, "README.md")
 
 

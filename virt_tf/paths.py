@@ -343,3 +343,10 @@ def os_errors_as_user_errors(roots):
 def is_io_error(error):
     """Whether ``error`` is an `OSError` or a TensorFlow file-system error."""
     return isinstance(error, OSError) or _tf_io_error(error) is not None
+
+
+def default_data_root(repo_root):
+    """The folder of the tasks' data: ``$VIRT_TF_DATA``, else ``shared/data`` beside the
+    repository at ``repo_root`` (where the project's tools and tests look by default)."""
+    return os.environ.get("VIRT_TF_DATA") or os.path.join(os.path.dirname(repo_root),
+                                                          "shared", "data")
