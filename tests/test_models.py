@@ -185,3 +185,20 @@ def test_virt_head_option_selects_the_ablation(tiny_config):
                                           {"virt_head": "adapted"}).head) is VirtAdaptedHead
     assert type(registry.build_classifier("siamese", tiny_config, 2,
                                           {"virt_head": "adapted"}).head) is PooledFusionHead
+
+
+def test_models_trained_differently_share_one_online_part(tiny_config, batch):
+    """DSE is the Siamese model (same classifier and head): one online-cost measurement;
+    every other model is its own."""
+    from virt_tf.models import registry
+    from virt_tf.reproduction import grid as grid_lib, report
+    assert registry.same_online_part("dse") == "siamese"
+    others = [n for n in registry.MODELS if n != "dse"]
+    assert [registry.same_online_part(n) for n in others] == others
+    dse = registry.build_now(registry.build_classifier("dse", tiny_config, 2))
+    siamese = registry.build_now(registry.build_classifier("siamese", tiny_config, 2))
+    assert type(dse) is type(siamese) and type(dse.head) is type(siamese.head)
+    assert dse.count_params() == siamese.count_params()
+    grid = grid_lib.load_grid(profile="sample")
+    assert report.online_variant(grid, "dse")[0] == report.online_variant(grid, "siamese")[0]
+    assert report.online_variant(grid, "virt")[0] != report.online_variant(grid, "siamese")[0]

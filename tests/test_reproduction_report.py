@@ -183,6 +183,21 @@ def test_online_cost_once_per_model_kind_and_cached(fabricated):
     assert len(calls) == 2  # other settings: measured again
 
 
+def test_progress_names_the_cells_still_to_run(fabricated):
+    prog = fabricated["summary"]["progress"]
+    planned = fabricated["cells"]
+    assert prog["planned"] == len(planned) and prog["finished"] == 3 * 2 + 2 + 3
+    assert prog["missing"]["mnli dse"] == [0, 1, 2] and "mnli siamese" not in prog["missing"]
+    assert "mnli teacher" not in prog["missing"]
+    assert prog["missing"]["qqp dse"] == [0] and "qqp virt" not in prog["missing"]
+    text = report.format_report(fabricated["summary"], fabricated["grid"])
+    line = next(l for l in text.splitlines() if l.startswith("**Partial:"))
+    assert f"{prog['finished']} of {len(planned)} cells" in line and "mnli dse (seed 0, 1, 2)" in line
+    finished = dict(fabricated["summary"], progress={"planned": 3, "finished": 3, "missing": {}})
+    assert "Partial" not in report.format_report(finished, fabricated["grid"])
+    assert "Partial" not in report.format_readme_block(finished, fabricated["grid"], "r")
+
+
 def test_report_text_plots_and_readme_block(fabricated, tmp_path):
     grid, calls = fabricated["grid"], []
     summary = json.loads(json.dumps(fabricated["summary"]))

@@ -110,6 +110,16 @@ _ROWS = [
 MODELS = {row.name: row for row in _ROWS}
 
 
+def same_online_part(name):
+    """The first registry row built like ``name`` (same classifier class, head and options):
+    models that differ only in how they are trained (DSE is the Siamese model trained with
+    logit distillation) share their online part, so their online cost is one measurement."""
+    spec = get_spec(name)
+    return next(row.name for row in _ROWS
+                if (row.cls_path, row.head, row.options) == (spec.cls_path, spec.head,
+                                                             spec.options))
+
+
 def get_spec(name):
     if name not in MODELS:
         raise CheckpointError(f"unknown model {name!r}; known: {sorted(MODELS)}")
