@@ -72,3 +72,46 @@ def test_rows_compare_each_run_with_the_reference_and_the_teacher(tmp_path):
     (tmp_path / "s2.txt").write_text("siamese r\nother o\n")
     with pytest.raises(ValueError, match="other pairs"):
         screen_rows(read_screen(tmp_path / "s2.txt"), "siamese", "t", root=str(tmp_path))
+
+
+def test_a_run_at_another_seed_is_tested_against_the_reference_of_its_seed(tmp_path):
+    rng = np.random.RandomState(1)
+    labels = rng.randint(0, 3, size=300)
+    teacher = np.where(rng.rand(300) < 0.85, labels, (labels + 1) % 3)
+    ref0 = np.where(rng.rand(300) < 0.6, labels, (labels + 2) % 3)
+    ref1 = np.where(rng.rand(300) < 0.5, labels, (labels + 1) % 3)
+    run1 = np.where(rng.rand(300) < 0.7, labels, teacher)
+    run2 = np.where(rng.rand(300) < 0.7, labels, teacher)
+    t_acc = _run(tmp_path / "t", teacher, labels)
+    r0 = _run(tmp_path / "r0", ref0, labels)
+    r1 = _run(tmp_path / "r1", ref1, labels)
+    a1 = _run(tmp_path / "a1", run1, labels)
+    _run(tmp_path / "a2", run2, labels)
+    (tmp_path / "s.txt").write_text(
+        "siamese r0 --model=siamese --seed=0\nrecipe_s1 a1 --model=siamese --seed=1 --recipe=x\n"
+        "siamese_s1 r1 --seed=1 --model=siamese\nsiamese_s2 missing --model=siamese --seed=2\n"
+        "recipe_s2 a2 --model=siamese --seed=2 --recipe=x\nother_s1 a1 --model=dse --seed=1\n")
+    runs = read_screen(tmp_path / "s.txt")
+    from virt_tf.screen import references_by_seed
+    assert references_by_seed(runs, "siamese") == {0: "siamese", 1: "siamese_s1",
+                                                   2: "siamese_s2"}
+    rows = {r["name"]: r for r in screen_rows(runs, "siamese", "t", root=str(tmp_path))}
+    rec = rows["recipe_s1"]
+    assert rec["reference"] == "siamese_s1"
+    assert rec["gap_closed"] == pytest.approx((a1 - r1) / (t_acc - r1))
+    only_run = int(np.sum((run1 == labels) & (ref1 != labels)))
+    only_ref = int(np.sum((ref1 == labels) & (run1 != labels)))
+    assert (rec["only_run_right"], rec["only_reference_right"]) == (only_run, only_ref)
+    assert rows["siamese_s1"]["reference"] == "siamese_s1"
+    assert rows["siamese_s1"]["gap_closed"] == 0.0
+    # its seed's reference has not finished: the seed-0 reference stands in
+    assert rows["recipe_s2"]["reference"] == "siamese"
+    assert rows["recipe_s2"]["gap_closed"] == pytest.approx(
+        (rows["recipe_s2"]["accuracy"] - r0) / (t_acc - r0))
+    table = format_screen(list(rows.values()), "siamese", t_acc)
+    line = next(l for l in table.splitlines() if l.startswith("| recipe_s1 |"))
+    assert f"{only_run} / {only_ref}" in line and "(vs siamese_s1)" in line
+    line = next(l for l in table.splitlines() if l.startswith("| recipe_s2 |"))
+    assert "(vs siamese, another seed)" in line
+    line = next(l for l in table.splitlines() if l.startswith("| siamese_s1 |"))
+    assert "| 0% | - |" in line

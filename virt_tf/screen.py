@@ -69,24 +69,57 @@ def teacher_of(flags, default):
     return found
 
 
+def seed_of(flags):
+    """The ``--seed=`` of a run's flags (``0``, the default, without one)."""
+    seed = 0
+    for flag in flags.split():
+        if flag.startswith("--seed="):
+            seed = int(flag.split("=", 1)[1])
+    return seed
+
+
+def _without_seed(flags):
+    return sorted(f for f in flags.split() if not f.startswith("--seed="))
+
+
+def references_by_seed(runs, reference):
+    """``{seed: name}``: the reference run and its copies at other seeds (lines whose flags
+    are the reference's but for ``--seed=``), so each run is tested against the reference
+    of its own seed."""
+    ref_flags = next(run[2] for run in runs if run[0] == reference)
+    out = {}
+    for name, _, flags, *_ in runs:
+        if _without_seed(flags) == _without_seed(ref_flags):
+            out.setdefault(seed_of(flags), name)
+    out[seed_of(ref_flags)] = reference
+    return out
+
+
 def screen_rows(runs, reference, teacher_dir, root="."):
     """One dict a finished run of ``runs`` (as `read_screen` gives them, with or without
     verdicts), compared with the run named ``reference`` and with the teacher in
     ``teacher_dir`` (or, for a run given ``--teacher_dir=``, with that teacher: its gap
-    share and agreement are measured against the teacher it learned from)."""
+    share and agreement are measured against the teacher it learned from). A run at another
+    seed is compared with the reference of its seed where that has finished (see
+    `references_by_seed`), else with ``reference``."""
     teacher = _finished(os.path.join(root, teacher_dir))
     by_name = {run[0]: _finished(os.path.join(root, run[1])) for run in runs}
     if teacher is None or by_name.get(reference) is None:
         return []
     labels = teacher[2]
-    r_metrics, r_pred, r_labels = by_name[reference]
-    if not np.array_equal(labels, r_labels):
-        raise ValueError(f"{reference} and the teacher were scored on different pairs")
+    seeds = references_by_seed(runs, reference)
+    for ref in seeds.values():
+        if by_name[ref] is not None and not np.array_equal(labels, by_name[ref][2]):
+            raise ValueError(f"{ref} and the teacher were scored on different pairs")
     rows = []
     for name, run_dir, flags, *verdict in runs:
         found = by_name[name]
         if found is None:
             continue
+        ref = seeds.get(seed_of(flags), reference)
+        same_seed = by_name[ref] is not None
+        ref = ref if same_seed else reference
+        r_metrics, r_pred, _ = by_name[ref]
         metrics, pred, run_labels = found
         if not np.array_equal(run_labels, labels):
             raise ValueError(f"{name} was scored on other pairs than the teacher")
@@ -101,7 +134,8 @@ def screen_rows(runs, reference, teacher_dir, root="."):
         only_run, only_ref = int(np.sum(right & ~ref_right)), int(np.sum(ref_right & ~right))
         steps = metrics.get("total_steps") or 0
         rows.append({
-            "name": name, "flags": flags, "accuracy": metrics["accuracy"],
+            "name": name, "flags": flags, "reference": ref, "same_seed": same_seed,
+            "accuracy": metrics["accuracy"],
             "tune_accuracy": metrics.get("tune", {}).get("accuracy"),
             "teacher_dir": own_dir, "teacher_accuracy": own_metrics["accuracy"],
             "gap_closed": gap_closed(metrics["accuracy"], r_metrics["accuracy"],
@@ -120,14 +154,17 @@ def screen_rows(runs, reference, teacher_dir, root="."):
 def format_screen(rows, reference, teacher_accuracy=None):
     """The rows as a Markdown table (accuracies in %)."""
     head = ("| run | flags | dev | tune | teacher | gap closed | vs " + reference +
-            " (only run / only ref, p) | agrees w/ teacher | steps | s/step | train min | "
+            " of the same seed (only run / only ref, p) | agrees w/ teacher | steps | s/step | train min | "
             "terms at end (task / distill / virt) | kept? |")
     lines = [head, "|" + "---|" * 13]
     for r in rows:
         tune = "-" if r["tune_accuracy"] is None else f"{100 * r['tune_accuracy']:.1f}"
         sps = "-" if r["seconds_per_step"] is None else f"{r['seconds_per_step']:.2f}"
-        test = ("-" if r["name"] == reference else
-                f"{r['only_run_right']} / {r['only_reference_right']}, p = {r['mcnemar_p']:.2g}")
+        ref = r.get("reference", reference)
+        test = ("-" if r["name"] == ref else
+                f"{r['only_run_right']} / {r['only_reference_right']}, p = {r['mcnemar_p']:.2g}"
+                + ("" if ref == reference and r.get("same_seed", True) else
+                   f" (vs {ref}{'' if r.get('same_seed', True) else ', another seed'})"))
         lines.append(f"| {r['name']} | `{r['flags']}` | {100 * r['accuracy']:.1f} | {tune} | "
                      f"{100 * r['teacher_accuracy']:.1f} | "
                      f"{100 * r['gap_closed']:.0f}% | {test} | "
