@@ -87,7 +87,8 @@ ENTRY_POINTS = {
     "summarize_runs": (["tools/summarize_runs.py"], None, [], {"ROOT": IN_DIR}),
     "screen_table": (["tools/screen_table.py"], "screen_table",
                      ["--screen={good:in_file}", "--teacher_dir={good:model}"],
-                     {"screen": IN_FILE, "teacher_dir": MODEL, "json": OUT_FILE}),
+                     {"screen": IN_FILE, "teacher_dir": MODEL, "json": OUT_FILE,
+                      "update_doc": IN_FILE}),
 }
 
 # list flags (several paths) -> the kind of the good path put before the bad one

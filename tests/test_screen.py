@@ -115,3 +115,33 @@ def test_a_run_at_another_seed_is_tested_against_the_reference_of_its_seed(tmp_p
     assert "(vs siamese, another seed)" in line
     line = next(l for l in table.splitlines() if l.startswith("| siamese_s1 |"))
     assert "| 0% | - |" in line
+
+
+def test_screen_table_command_rewrites_the_doc_block(tmp_path, repo_dir):
+    import os
+    import subprocess
+    import sys
+    rng = np.random.RandomState(2)
+    labels = rng.randint(0, 3, size=100)
+    _run(tmp_path / "t", labels, labels)
+    _run(tmp_path / "r", np.where(rng.rand(100) < 0.6, labels, (labels + 1) % 3), labels,
+         train_seconds=10.0, total_steps=5)
+    (tmp_path / "s.txt").write_text("siamese r --model=siamese  # reference\n")
+    doc = tmp_path / "doc.md"
+    doc.write_text("intro\n<!-- screen:begin -->\nold table\n<!-- screen:end -->\noutro\n")
+    cmd = [sys.executable, os.path.join(repo_dir, "tools", "screen_table.py"),
+           f"--screen={tmp_path / 's.txt'}", f"--teacher_dir={tmp_path / 't'}"]
+    (tmp_path / "t" / "model_config.json").write_text("{}")
+    proc = subprocess.run(cmd + [f"--update_doc={doc}"], capture_output=True, text=True,
+                          cwd=str(tmp_path), timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    text = doc.read_text()
+    assert text.startswith("intro\n<!-- screen:begin -->\n| run | flags |")
+    assert "| siamese | `--model=siamese` |" in text and "old table" not in text
+    assert text.endswith("<!-- screen:end -->\noutro\n")
+    bare = tmp_path / "bare.md"
+    bare.write_text("no block\n")
+    proc = subprocess.run(cmd + [f"--update_doc={bare}"], capture_output=True, text=True,
+                          cwd=str(tmp_path), timeout=120)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("error:")
+    assert bare.read_text() == "no block\n"

@@ -3,7 +3,10 @@ against the reference run and the teacher, on the same evaluation pairs.
 
   python3 tools/screen_table.py [--screen=configs/screens/mnli_recipe.txt]
       [--reference=siamese] [--teacher_dir=results/sample/runs/mnli/teacher/lr5e-5_s0]
-      [--json=OUT.json]
+      [--json=OUT.json] [--update_doc=docs/recipes.md]
+
+With --update_doc the table replaces the file's `<!-- screen:begin -->` ... `<!-- screen:end -->`
+block (docs/recipes.md holds the MNLI screen's).
 """
 import json
 import os
@@ -19,7 +22,7 @@ from virt_tf.paths import PathFlag  # noqa: E402
 
 FLAGS = flags.FLAGS
 PATH_FLAGS = (PathFlag("screen", paths.INPUT_FILE), PathFlag("teacher_dir", paths.MODEL_DIR),
-              PathFlag("json", paths.OUTPUT_FILE))
+              PathFlag("json", paths.OUTPUT_FILE), PathFlag("update_doc", paths.INPUT_FILE))
 
 
 def define_flags():
@@ -29,6 +32,8 @@ def define_flags():
     flags.DEFINE_string("teacher_dir", "results/sample/runs/mnli/teacher/lr5e-5_s0",
                         "The teacher's run directory.")
     flags.DEFINE_string("json", None, "Also write the rows to this JSON file.")
+    flags.DEFINE_string("update_doc", None, "Markdown file whose screen block (<!-- "
+                        "screen:begin --> ... <!-- screen:end -->) the table replaces.")
 
 
 def main():
@@ -44,7 +49,11 @@ def _main():
                        FLAGS.teacher_dir)
     with open(os.path.join(FLAGS.teacher_dir, "metrics.json"), encoding="utf-8") as f:
         teacher = json.load(f)["accuracy"]
-    print(format_screen(rows, FLAGS.reference, teacher))
+    table = format_screen(rows, FLAGS.reference, teacher)
+    print(table)
+    if FLAGS.update_doc:
+        from virt_tf.markdown_blocks import replace_block  # pylint: disable=import-outside-toplevel
+        replace_block(FLAGS.update_doc, "screen", table)
     if FLAGS.json:
         from virt_tf.training import write_json  # pylint: disable=import-outside-toplevel
         write_json(FLAGS.json, {"teacher_accuracy": teacher, "rows": rows})

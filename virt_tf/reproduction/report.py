@@ -24,11 +24,11 @@ import math
 import os
 import statistics
 
-from virt_tf.errors import ConfigError
+from virt_tf import markdown_blocks
 from virt_tf.reproduction import grid as grid_lib
 from virt_tf.stats import gap_closed, mcnemar_exact, mean_spread, paired
 
-README_BEGIN, README_END = "<!-- results:begin -->", "<!-- results:end -->"
+README_BEGIN, README_END = markdown_blocks.markers("results")
 # Run options that change a model's online part (the rest, e.g. virt_alpha, only training).
 ONLINE_OPTIONS = ("fusion", "virt_head", "pool_padding", "deformer_joint_layers",
                   "dipair_x_tokens", "dipair_y_tokens", "poly_codes", "poly_first_m")
@@ -435,12 +435,4 @@ def format_readme_block(summary, grid, output_rel):
 
 def update_readme(block_md, readme):
     """Replace the README's generated results block with ``block_md``."""
-    with open(readme, encoding="utf-8") as f:
-        text = f.read()
-    if README_BEGIN not in text or README_END not in text:
-        raise ConfigError(f"{readme} has no {README_BEGIN} ... {README_END} block")
-    head, rest = text.split(README_BEGIN, 1)
-    _, tail = rest.split(README_END, 1)
-    with open(readme + ".tmp", "w", encoding="utf-8") as f:
-        f.write(head + README_BEGIN + "\n" + block_md.strip() + "\n" + README_END + tail)
-    os.replace(readme + ".tmp", readme)
+    markdown_blocks.replace_block(readme, "results", block_md)
