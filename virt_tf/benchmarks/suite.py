@@ -14,6 +14,7 @@ with ``st_python`` runs sentence-transformers on the same texts and weights in t
 interpreter. The results name the CPU and what ``--precision=auto`` picks on it;
 their ``ratios`` are `virt_tf.benchmarks.report.ratios`.
 """
+import dataclasses
 import os
 import platform
 
@@ -44,6 +45,161 @@ def read_first_column(path, column, limit):
         return [r[column] for _, r in zip(range(limit), rows)]
 
 
+@dataclasses.dataclass(frozen=True)
+class _Workload:
+    """What every training setting is timed on: the encoder, its preprocessor, the
+    training pairs (and their `Example`s), ``steps`` after ``warmup``, ``batch_size``."""
+    config: object
+    pretrained: object
+    prep: object
+    examples: list
+    pairs: object
+    steps: int
+    warmup: int
+    batch_size: int
+
+    def train_speed(self, name, precision, bucket, **options):
+        """`timing.train_speed` of model ``name`` on this workload."""
+        return train_speed(name, precision, bucket, self.pairs, self.config, self.pretrained,
+                           self.prep, self.steps, self.warmup, self.batch_size, **options)
+
+
+def _mirrored_strategy(cpu_devices):
+    """A MirroredStrategy over ``cpu_devices`` logical CPU devices (None below 2).
+
+    Call it before TensorFlow places anything: it splits the CPU into devices.
+    """
+    from virt_tf.distribute import get_strategy  # pylint: disable=import-outside-toplevel
+    return get_strategy("mirrored", cpu_devices=cpu_devices) if cpu_devices > 1 else None
+
+
+def _encoder(encoder_preset, max_seq_length):
+    """``(config, pretrained, prep)``: the random encoder of ``encoder_preset`` (pretrained
+    None) or the default checkpoint, and the pair preprocessor of its vocabulary."""
+    from virt_tf.config import preset  # pylint: disable=import-outside-toplevel
+    from virt_tf.data.tokenization import BertPairPreprocessor  # pylint: disable=import-outside-toplevel
+    from virt_tf.modeling.checkpoints import default_checkpoint_dir, read_pretrained  # pylint: disable=import-outside-toplevel
+    from virt_tf.modeling.encoder import EncoderConfig  # pylint: disable=import-outside-toplevel
+
+    if encoder_preset:
+        pretrained, config = None, EncoderConfig.from_dict(preset(encoder_preset))
+        vocab = os.path.join(default_checkpoint_dir(), "vocab.txt")
+    else:
+        pretrained = read_pretrained()
+        config, vocab = pretrained.config, pretrained.vocab_file
+    return config, pretrained, BertPairPreprocessor(vocab, True, max_seq_length)
+
+
+def _training_pairs(task_name, data_dir, prep, max_train_examples):
+    """``(examples, pairs)``: the first ``max_train_examples`` training `Example`s of the
+    task and their `TokenizedPairs`."""
+    from virt_tf.data import tasks  # pylint: disable=import-outside-toplevel
+    from virt_tf.data.pipeline import TokenizedPairs  # pylint: disable=import-outside-toplevel
+
+    task = tasks.get_task(task_name)
+    examples = tasks.read_split(task, data_dir, "train")[:max_train_examples]
+    return examples, TokenizedPairs.from_examples(examples, prep)
+
+
+def _new_results(task_name, train_examples, batch_size, repeats, steps, warmup,
+                 encoder_preset, jit_compile, encode_batch, stack_texts):
+    """The results dict before any timing: the settings, the machine, what
+    ``--precision=auto`` picks on it, and empty ``train`` and ``encode`` lists."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from virt_tf import precision as precision_lib  # pylint: disable=import-outside-toplevel
+
+    auto_policy, auto_reason = precision_lib.resolve_precision("auto")
+    return {"task": task_name, "train_examples": train_examples, "batch_size": batch_size,
+            "repeats": int(repeats),
+            "auto_precision": {"policy": auto_policy, "reason": auto_reason},
+            "steps": steps, "warmup": warmup, "encoder_preset": encoder_preset,
+            "tensorflow": tf.__version__, "cpu_count": os.cpu_count(),
+            "machine": platform.machine(), "jit_compile": jit_compile,
+            "encode_batch": encode_batch, "stack_texts": stack_texts, "train": [],
+            "encode": [], "cpu": cpu_name()}
+
+
+def _time_before(work, models, log):
+    """The training rows of the path before the speed levers, one per model: float32,
+    random batches tokenized every step, two encoder calls."""
+    rows = []
+    for name in models:
+        log(f"train {name} before")
+        rows.append(work.train_speed(name, "float32", False, legacy=work.examples))
+        log(f"  {rows[-1]}")
+    return rows
+
+
+def _time_settings(work, models, precisions, buckets, repeats, jit_compile, stack_texts,
+                   log):
+    """The training rows of every batching, model and precision, ``repeats`` times.
+
+    Precisions are innermost: the settings compared with each other run next to each
+    other, and each repeat visits them all again (alternating repeats).
+    """
+    rows = []
+    for repeat in range(int(repeats)):
+        for bucket in buckets:
+            for name in models:
+                for precision in precisions:
+                    log(f"train {name} {precision} buckets={bucket} repeat={repeat + 1}")
+                    r = work.train_speed(name, precision, bucket, jit_compile=jit_compile,
+                                         stack_texts=stack_texts)
+                    rows.append(dict(r, repeat=repeat))
+                    log(f"  {rows[-1]}")
+    return rows
+
+
+def _time_distribution(work, models, mirrored, jit_compile, stack_texts, log):
+    """The float32 bucketed training rows of ``models`` without a strategy, then under
+    ``mirrored``: the tf.distribute overhead on this CPU."""
+    rows, precision = [], "float32"
+    for name in models:
+        for strategy in (None, mirrored):
+            log(f"train {name} {precision} buckets=True replicas="
+                f"{strategy.num_replicas_in_sync if strategy else 1}")
+            r = work.train_speed(name, precision, True, jit_compile=jit_compile,
+                                 stack_texts=stack_texts, strategy=strategy)
+            rows.append(r)
+            log(f"  {r}")
+    return rows
+
+
+def _time_encoding(work, texts, encode_precisions, train_precisions, openvino_precisions,
+                   repeats, encode_batch, log):
+    """The encoding rows of ``texts``, ``repeats`` times: through TensorFlow in each of
+    ``encode_precisions`` (default: ``train_precisions`` without mixed_float16), then
+    through OpenVINO in each of ``openvino_precisions``."""
+    if encode_precisions is None:
+        encode_precisions = [p for p in train_precisions if p != "mixed_float16"]
+    rows = []
+    for repeat in range(int(repeats)):
+        for precision in encode_precisions:
+            log(f"encode {len(texts)} texts {precision} repeat={repeat + 1}")
+            r = encode_speed(texts, work.config, work.pretrained, work.prep, precision,
+                             encode_batch)
+            rows.append(dict(r, repeat=repeat))
+            log(f"  {rows[-1]}")
+        for ov_precision in openvino_precisions:
+            log(f"encode {len(texts)} texts openvino {ov_precision} repeat={repeat + 1}")
+            r = openvino_encode_speed(texts, work.config, work.pretrained, work.prep,
+                                      ov_precision, encode_batch)
+            rows.append(dict(r, repeat=repeat))
+            log(f"  {rows[-1]}")
+    return rows
+
+
+def _time_sentence_transformers(st_python, st_script, st_backends, st_model, texts,
+                                encode_batch, log):
+    """sentence-transformers' result on ``texts`` in the interpreter ``st_python``, with
+    the weights of ``st_model`` (default: the default checkpoint's folder)."""
+    from virt_tf.modeling.checkpoints import default_checkpoint_dir  # pylint: disable=import-outside-toplevel
+
+    log(f"sentence-transformers in {st_python}: {', '.join(st_backends)}")
+    return sentence_transformers_speed(st_python, texts, st_backends, encode_batch,
+                                       st_model or default_checkpoint_dir(), st_script)
+
+
 def run(task_name, data_dir, encoder_preset=None, models=("cross", "siamese", "virt"),
         precisions=("float32", "mixed_bfloat16"), buckets=(False, True), steps=30, warmup=5,
         batch_size=28, max_seq_length=128, max_train_examples=10000, encode_file=None,
@@ -57,89 +213,28 @@ def run(task_name, data_dir, encoder_preset=None, models=("cross", "siamese", "v
     """
     if st_python and not st_script:
         raise ValueError("st_python needs st_script (tools/st_encode_speed.py)")
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    from virt_tf.distribute import get_strategy  # pylint: disable=import-outside-toplevel
-    mirrored = (get_strategy("mirrored", cpu_devices=mirrored_cpu_devices)
-                if mirrored_cpu_devices > 1 else None)  # before TensorFlow places anything
-    from virt_tf.config import preset  # pylint: disable=import-outside-toplevel
-    from virt_tf.data import tasks  # pylint: disable=import-outside-toplevel
-    from virt_tf.data.pipeline import TokenizedPairs  # pylint: disable=import-outside-toplevel
-    from virt_tf.data.tokenization import BertPairPreprocessor  # pylint: disable=import-outside-toplevel
-    from virt_tf.modeling.checkpoints import default_checkpoint_dir, read_pretrained  # pylint: disable=import-outside-toplevel
-    from virt_tf.modeling.encoder import EncoderConfig  # pylint: disable=import-outside-toplevel
-
-    if encoder_preset:
-        pretrained, config = None, EncoderConfig.from_dict(preset(encoder_preset))
-        vocab = os.path.join(default_checkpoint_dir(), "vocab.txt")
-    else:
-        pretrained = read_pretrained()
-        config, vocab = pretrained.config, pretrained.vocab_file
-    prep = BertPairPreprocessor(vocab, True, max_seq_length)
-    task = tasks.get_task(task_name)
-    examples = tasks.read_split(task, data_dir, "train")[:max_train_examples]
-    pairs = TokenizedPairs.from_examples(examples, prep)
-    from virt_tf import precision as precision_lib  # pylint: disable=import-outside-toplevel
-    auto_policy, auto_reason = precision_lib.resolve_precision("auto")
+    mirrored = _mirrored_strategy(mirrored_cpu_devices)  # before TensorFlow places anything
+    config, pretrained, prep = _encoder(encoder_preset, max_seq_length)
+    examples, pairs = _training_pairs(task_name, data_dir, prep, max_train_examples)
+    work = _Workload(config, pretrained, prep, examples, pairs, steps, warmup, batch_size)
+    results = _new_results(task_name, len(pairs), batch_size, repeats, steps, warmup,
+                           encoder_preset, jit_compile, encode_batch, stack_texts)
     if openvino_precisions and encode_texts and encode_file:  # fail before hours of timing
         from virt_tf.openvino_backend import require_openvino  # pylint: disable=import-outside-toplevel
         require_openvino()
-    results = {"task": task_name, "train_examples": len(pairs), "batch_size": batch_size,
-               "repeats": int(repeats),
-               "auto_precision": {"policy": auto_policy, "reason": auto_reason},
-               "steps": steps, "warmup": warmup, "encoder_preset": encoder_preset,
-               "tensorflow": tf.__version__, "cpu_count": os.cpu_count(),
-               "machine": platform.machine(), "jit_compile": jit_compile,
-               "encode_batch": encode_batch, "stack_texts": stack_texts, "train": [],
-               "encode": [], "cpu": cpu_name()}
     if include_before:
-        for name in models:
-            log(f"train {name} before")
-            results["train"].append(train_speed(name, "float32", False, pairs, config,
-                                                pretrained, prep, steps, warmup, batch_size,
-                                                legacy=examples))
-            log(f"  {results['train'][-1]}")
-    # precisions innermost: the settings compared with each other run next to each other,
-    # and each repeat visits them all again (alternating repeats)
-    for repeat in range(int(repeats)):
-        for bucket in buckets:
-            for name in models:
-                for precision in precisions:
-                    log(f"train {name} {precision} buckets={bucket} repeat={repeat + 1}")
-                    r = train_speed(name, precision, bucket, pairs, config, pretrained, prep,
-                                    steps, warmup, batch_size, jit_compile,
-                                    stack_texts=stack_texts)
-                    results["train"].append(dict(r, repeat=repeat))
-                    log(f"  {results['train'][-1]}")
-    if mirrored is not None:
-        precision = "float32"
-        for name in mirrored_models:
-            for strategy in (None, mirrored):
-                log(f"train {name} {precision} buckets=True replicas="
-                    f"{strategy.num_replicas_in_sync if strategy else 1}")
-                r = train_speed(name, precision, True, pairs, config, pretrained, prep, steps,
-                                warmup, batch_size, jit_compile, stack_texts=stack_texts,
-                                strategy=strategy)
-                results.setdefault("distribution", []).append(r)
-                log(f"  {r}")
+        results["train"] += _time_before(work, models, log)
+    results["train"] += _time_settings(work, models, precisions, buckets, repeats,
+                                       jit_compile, stack_texts, log)
+    if mirrored is not None and mirrored_models:
+        results["distribution"] = _time_distribution(work, mirrored_models, mirrored,
+                                                     jit_compile, stack_texts, log)
     if encode_texts and encode_file:
         texts = read_first_column(encode_file, "sentence1", encode_texts)
-        for repeat in range(int(repeats)):
-            for precision in (encode_precisions if encode_precisions is not None else
-                              [p for p in precisions if p != "mixed_float16"]):
-                log(f"encode {len(texts)} texts {precision} repeat={repeat + 1}")
-                r = encode_speed(texts, config, pretrained, prep, precision, encode_batch)
-                results["encode"].append(dict(r, repeat=repeat))
-                log(f"  {results['encode'][-1]}")
-            for ov_precision in openvino_precisions:
-                log(f"encode {len(texts)} texts openvino {ov_precision} repeat={repeat + 1}")
-                r = openvino_encode_speed(texts, config, pretrained, prep, ov_precision,
-                                          encode_batch)
-                results["encode"].append(dict(r, repeat=repeat))
-                log(f"  {results['encode'][-1]}")
+        results["encode"] += _time_encoding(work, texts, encode_precisions, precisions,
+                                            openvino_precisions, repeats, encode_batch, log)
         if st_python:
-            log(f"sentence-transformers in {st_python}: {', '.join(st_backends)}")
-            results["sentence_transformers"] = sentence_transformers_speed(
-                st_python, texts, st_backends, encode_batch, st_model or default_checkpoint_dir(),
-                st_script)
+            results["sentence_transformers"] = _time_sentence_transformers(
+                st_python, st_script, st_backends, st_model, texts, encode_batch, log)
     results["ratios"] = ratios(results)
     return results
