@@ -20,6 +20,11 @@ def test_mcnemar_matches_the_binomial_tail():
     # large counts stay finite and small (log-space sum)
     p = mcnemar_exact(300, 420)
     assert 0 < p < 1e-4 and not math.isnan(p)
+    # against exact integer arithmetic: 2 * sum_{i <= min} C(n, i) / 2^n
+    for a, b in ((300, 420), (1108, 545), (107, 104), (0, 40)):
+        n, k = a + b, min(a, b)
+        exact = min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n)
+        assert mcnemar_exact(a, b) == pytest.approx(exact, rel=1e-9)
 
 
 def test_compare_counts_discordant_pairs_and_agreement():

@@ -1,6 +1,5 @@
 """Statistics of comparisons between runs: spread over seeds, gap closed, paired tests."""
 import itertools
-import math
 import statistics
 
 
@@ -20,17 +19,13 @@ def gap_closed(student, bottom, top):
 
 
 def mcnemar_exact(only_a, only_b):
-    """Two-sided exact McNemar p-value from the two discordant counts."""
+    """Two-sided exact McNemar p-value from the two discordant counts: the exact binomial
+    test of ``only_a`` successes in ``only_a + only_b`` trials at p = 1/2 (scipy)."""
     n = only_a + only_b
     if n == 0:
         return 1.0
-    k = min(only_a, only_b)
-    # P(X <= k) for X ~ Binomial(n, 1/2), doubled; computed in log space for large n.
-    logs = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) - n * math.log(2)
-            for i in range(k + 1)]
-    top = max(logs)
-    tail = math.exp(top) * sum(math.exp(v - top) for v in logs)
-    return min(1.0, 2.0 * tail)
+    from scipy.stats import binomtest  # pylint: disable=import-outside-toplevel
+    return float(binomtest(int(only_a), int(n), 0.5).pvalue)
 
 
 def paired(pred_a, pred_b, labels):
