@@ -142,13 +142,22 @@ def test_estimates_learn_from_finished_cells(sample, tmp_path):
     by = {(c["row"], c["seed"]): c for c in cells}
     out = str(tmp_path)
     # before anything ran: the configured step costs of grid.yaml
-    seconds, source = grid_lib.estimate_seconds(by[("siamese", 1)], cells, {}, sample)
+    seconds, source = grid_lib.estimate_seconds(by[("siamese", 1)], cells, {}, sample,
+                                                machine="avx2")
     steps, scored = grid_lib.cell_work(by[("siamese", 1)], sample)
     assert steps == 358 * 2 and scored == 9815 + 2 * 1973
     assert source == "configured step cost"
     assert seconds == pytest.approx(steps * 2.1 + scored * 0.015 + 60)
-    virt_seconds, _ = grid_lib.estimate_seconds(by[("virt", 1)], cells, {}, sample)
+    virt_seconds, _ = grid_lib.estimate_seconds(by[("virt", 1)], cells, {}, sample,
+                                                machine="avx2")
     assert virt_seconds == pytest.approx(steps * (2.2 + 0.8) + scored * 0.015 + 60)
+    # an AVX-512 machine has its own configured costs
+    fast, _ = grid_lib.estimate_seconds(by[("virt", 1)], cells, {}, sample, machine="avx512")
+    assert fast == pytest.approx(steps * (0.8 + 0.3) + scored * 0.015 + 60)
+    assert grid_lib.machine_class({"avx2", "avx512f", "avx512_bf16"}) == "avx512"
+    assert grid_lib.machine_class({"sse4_2", "avx2"}) == "avx2"
+    with pytest.raises(ConfigError, match="no entry for the CPU class 'neon'"):
+        grid_lib.configured_rates(sample, "neon")
     assert grid_lib.cell_work(by[("teacher", 0)], sample)[0] == 635 * 5
     # cached teacher logits: a Siamese-cost step, and the teacher scores each training pair once
     # (gold 10k + 10k augmented); L_virt needs the teacher's attention in every step

@@ -304,12 +304,33 @@ def cell_work(cell, grid, overrides=None):
     return math.ceil(train / options.get("batch_size", 28)) * epochs, scored
 
 
-def estimate_seconds(cell, cells, results, grid, overrides=None):
+def machine_class(flags=None):
+    """``avx512`` or ``avx2``: the CPU class whose configured step costs apply (from the
+    instruction-set flags, `virt_tf.precision.cpu_flags` by default)."""
+    if flags is None:
+        from virt_tf.precision import cpu_flags  # pylint: disable=import-outside-toplevel
+        flags = cpu_flags()
+    return "avx512" if "avx512f" in flags else "avx2"
+
+
+def configured_rates(grid, machine=None):
+    """``(seconds a step by model, seconds the teacher adds to a step)`` of grid.yaml for the
+    CPU class ``machine`` (default: this machine's, `machine_class`)."""
+    machine = machine or machine_class()
+    steps, teacher = grid["step_seconds"], grid["teacher_in_step"]
+    if machine not in steps:
+        raise ConfigError(f"grid.yaml step_seconds has no entry for the CPU class {machine!r} "
+                          f"(has {sorted(steps)})")
+    return steps[machine], teacher[machine]
+
+
+def estimate_seconds(cell, cells, results, grid, overrides=None, machine=None):
     """``(seconds, source)``: the time a cell will take here and where the rate comes from.
 
     Seconds per step are the median of finished cells of the same task and row,
     else of the same task and kind (model, teacher in the step or not), else the
-    configured step costs of grid.yaml (``step_seconds`` + ``teacher_in_step``).
+    configured step costs of grid.yaml (``step_seconds`` + ``teacher_in_step``) of the CPU
+    class ``machine`` (default: this machine's).
     """
     steps, scored = cell_work(cell, grid, overrides)
     kind = row_kind(grid, cell["task"], cell["row"])
@@ -324,15 +345,18 @@ def estimate_seconds(cell, cells, results, grid, overrides=None):
             rate, source = statistics.median(rates), f"{label} ({len(rates)} cell(s))"
             break
     if rate is None:
-        rate = grid["step_seconds"][kind[0]] + (grid["teacher_in_step"] if kind[1] else 0.0)
+        steps_cost, teacher_cost = configured_rates(grid, machine)
+        rate = steps_cost[kind[0]] + (teacher_cost if kind[1] else 0.0)
         source = "configured step cost"
     seconds = (steps * rate + scored * grid["eval_seconds_per_pair"] +
                grid["startup_seconds"])
     return seconds, source
 
 
-def format_plan(cells, grid, output, overrides=None):
-    """The ``--plan`` printout: every cell, done or its estimate and its source; the total."""
+def format_plan(cells, grid, output, overrides=None, machine=None):
+    """The ``--plan`` printout: every cell, done or its estimate and its source; the total
+    (configured step costs of the CPU class ``machine``, default this machine's)."""
+    machine = machine or machine_class()
     results = read_results(output, cells)
     lines, total, sources = [], 0.0, {}
     for c in cells:
@@ -340,7 +364,7 @@ def format_plan(cells, grid, output, overrides=None):
         if done:
             status, source = "done", ""
         else:
-            seconds, source = estimate_seconds(c, cells, results, grid, overrides)
+            seconds, source = estimate_seconds(c, cells, results, grid, overrides, machine)
             total += seconds
             sources[source.split(" (")[0]] = sources.get(source.split(" (")[0], 0) + 1
             status = f"~{seconds / 60:.0f} min"
@@ -351,8 +375,9 @@ def format_plan(cells, grid, output, overrides=None):
     lines.append(f"{len(cells)} cells ({done} done), about {total / 3600:.1f} h left on this "
                  f"machine; rates: " + (", ".join(f"{k}: {v} cell(s)" for k, v in
                                                    sources.items()) or "-"))
-    lines.append("(configured step costs: configs/grid.yaml `step_seconds`, measured on this "
-                 "2-core CPU; measured: seconds per step of the finished cells)")
+    lines.append(f"(configured step costs: configs/grid.yaml `step_seconds` of a 2-core "
+                 f"{machine.upper()} CPU, this machine's class; measured: seconds per step of "
+                 "the finished cells)")
     return "\n".join(lines)
 
 
