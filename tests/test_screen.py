@@ -90,7 +90,8 @@ def test_a_run_at_another_seed_is_tested_against_the_reference_of_its_seed(tmp_p
     (tmp_path / "s.txt").write_text(
         "siamese r0 --model=siamese --seed=0\nrecipe_s1 a1 --model=siamese --seed=1 --recipe=x\n"
         "siamese_s1 r1 --seed=1 --model=siamese\nsiamese_s2 missing --model=siamese --seed=2\n"
-        "recipe_s2 a2 --model=siamese --seed=2 --recipe=x\nother_s1 a1 --model=dse --seed=1\n")
+        "recipe_s2 a2 --model=siamese --seed=2 --recipe=x\nother_s1 a1 --model=dse --seed=1\n"
+        "recipe_s5 a2 --model=siamese --seed=5 --recipe=x\n")
     runs = read_screen(tmp_path / "s.txt")
     from virt_tf.screen import references_by_seed
     assert references_by_seed(runs, "siamese") == {0: "siamese", 1: "siamese_s1",
@@ -112,6 +113,10 @@ def test_a_run_at_another_seed_is_tested_against_the_reference_of_its_seed(tmp_p
     line = next(l for l in table.splitlines() if l.startswith("| recipe_s1 |"))
     assert f"{only_run} / {only_ref}" in line and "(vs siamese_s1)" in line
     line = next(l for l in table.splitlines() if l.startswith("| recipe_s2 |"))
+    assert "(vs siamese, another seed)" in line
+    # a seed with no reference line at all is marked too
+    assert rows["recipe_s5"]["reference"] == "siamese" and not rows["recipe_s5"]["same_seed"]
+    line = next(l for l in table.splitlines() if l.startswith("| recipe_s5 |"))
     assert "(vs siamese, another seed)" in line
     line = next(l for l in table.splitlines() if l.startswith("| siamese_s1 |"))
     assert "| 0% | - |" in line

@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 
-from virt_tf.stats import gap_closed, mcnemar_exact
+from virt_tf.stats import gap_closed, paired
 
 
 def read_screen(path, verdicts=False):
@@ -60,22 +60,23 @@ def _finished(run_dir):
         return metrics, saved["probs"].argmax(axis=1), saved["labels"]
 
 
-def teacher_of(flags, default):
-    """The teacher a run learned from: its ``--teacher_dir=`` flag, else ``default``."""
+def flag_value(flags, name, default=None):
+    """The value of the last ``--NAME=VALUE`` in a run's flags string, else ``default``."""
     found = default
     for flag in flags.split():
-        if flag.startswith("--teacher_dir="):
+        if flag.startswith(f"--{name}="):
             found = flag.split("=", 1)[1]
     return found
 
 
+def teacher_of(flags, default):
+    """The teacher a run learned from: its ``--teacher_dir=`` flag, else ``default``."""
+    return flag_value(flags, "teacher_dir", default)
+
+
 def seed_of(flags):
     """The ``--seed=`` of a run's flags (``0``, the default, without one)."""
-    seed = 0
-    for flag in flags.split():
-        if flag.startswith("--seed="):
-            seed = int(flag.split("=", 1)[1])
-    return seed
+    return int(flag_value(flags, "seed", 0))
 
 
 def _without_seed(flags):
@@ -116,8 +117,8 @@ def screen_rows(runs, reference, teacher_dir, root="."):
         found = by_name[name]
         if found is None:
             continue
-        ref = seeds.get(seed_of(flags), reference)
-        same_seed = by_name[ref] is not None
+        ref = seeds.get(seed_of(flags))
+        same_seed = ref is not None and by_name[ref] is not None
         ref = ref if same_seed else reference
         r_metrics, r_pred, _ = by_name[ref]
         metrics, pred, run_labels = found
@@ -130,8 +131,7 @@ def screen_rows(runs, reference, teacher_dir, root="."):
         own_metrics, own_pred, own_labels = own
         if not np.array_equal(own_labels, labels):
             raise ValueError(f"{own_dir} was scored on other pairs than the teacher")
-        right, ref_right = pred == labels, r_pred == labels
-        only_run, only_ref = int(np.sum(right & ~ref_right)), int(np.sum(ref_right & ~right))
+        test = paired(pred, r_pred, labels)
         steps = metrics.get("total_steps") or 0
         rows.append({
             "name": name, "flags": flags, "reference": ref, "same_seed": same_seed,
@@ -140,8 +140,8 @@ def screen_rows(runs, reference, teacher_dir, root="."):
             "teacher_dir": own_dir, "teacher_accuracy": own_metrics["accuracy"],
             "gap_closed": gap_closed(metrics["accuracy"], r_metrics["accuracy"],
                                      own_metrics["accuracy"]),
-            "only_run_right": only_run, "only_reference_right": only_ref,
-            "mcnemar_p": mcnemar_exact(only_run, only_ref),
+            "only_run_right": test["only_a_right"],
+            "only_reference_right": test["only_b_right"], "mcnemar_p": test["mcnemar_p"],
             "agreement_with_teacher": float(np.mean(pred == own_pred)),
             "seconds_per_step": metrics["train_seconds"] / steps if steps else None,
             "train_minutes": metrics.get("train_seconds", 0) / 60.0,
@@ -154,8 +154,8 @@ def screen_rows(runs, reference, teacher_dir, root="."):
 def format_screen(rows, reference, teacher_accuracy=None):
     """The rows as a Markdown table (accuracies in %)."""
     head = ("| run | flags | dev | tune | teacher | gap closed | vs " + reference +
-            " of the same seed (only run / only ref, p) | agrees w/ teacher | steps | s/step | train min | "
-            "terms at end (task / distill / virt) | kept? |")
+            " of the same seed (only run / only ref, p) | agrees w/ teacher | steps | s/step | "
+            "train min | terms at end (task / distill / virt) | kept? |")
     lines = [head, "|" + "---|" * 13]
     for r in rows:
         tune = "-" if r["tune_accuracy"] is None else f"{100 * r['tune_accuracy']:.1f}"

@@ -318,9 +318,9 @@ def configured_rates(grid, machine=None):
     CPU class ``machine`` (default: this machine's, `machine_class`)."""
     machine = machine or machine_class()
     steps, teacher = grid["step_seconds"], grid["teacher_in_step"]
-    if machine not in steps:
-        raise ConfigError(f"grid.yaml step_seconds has no entry for the CPU class {machine!r} "
-                          f"(has {sorted(steps)})")
+    if machine not in steps or machine not in teacher:
+        raise ConfigError(f"grid.yaml step_seconds or teacher_in_step has no entry for the "
+                          f"CPU class {machine!r} (step_seconds has {sorted(steps)})")
     return steps[machine], teacher[machine]
 
 
