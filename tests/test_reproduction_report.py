@@ -162,6 +162,49 @@ def fake_profiler(calls):
     return profile
 
 
+def test_orderings_against_the_paper_with_paired_tests(fabricated):
+    """Every pair of rows with a paper number, oriented by the paper; the paired test is
+    pooled over the seeds both rows ran."""
+    block = fabricated["summary"]["tasks"]["mnli"]
+    preds, labels = fabricated["preds"], fabricated["labels"]
+    pairs = {(o["higher"], o["lower"]): o for o in block["orderings"]}
+    assert set(pairs) == {("teacher", "virt"), ("teacher", "siamese_concat"),
+                          ("virt", "siamese_concat")}
+    o = pairs[("virt", "siamese_concat")]
+    assert (o["paper_higher"], o["paper_lower"]) == (78.6, 60.2)
+    assert o["agrees"] == (block["rows"]["virt"]["accuracy"] >
+                           block["rows"]["siamese_concat"]["accuracy"])
+    v, c = preds[("virt", 0)] == labels, preds[("siamese_concat", 0)] == labels
+    a, b = int(np.sum(v & ~c)), int(np.sum(c & ~v))
+    assert (o["test"]["only_a_right"], o["test"]["only_b_right"]) == (a, b)
+    assert o["test"]["seeds"] == [0]
+    assert o["test"]["mcnemar_p"] == pytest.approx(binomial_mcnemar(a, b))
+
+
+def test_an_order_that_differs_from_the_paper_is_listed():
+    labels = np.array([0, 1, 2, 0, 1, 2, 0, 1])
+    rows = {"a": {"label": "A", "accuracy": 0.25, "paper": 70.0},
+            "b": {"label": "B", "accuracy": 0.75, "paper": 60.0},
+            "c": {"label": "C", "accuracy": 0.5, "paper": None},
+            "d": {"label": "D", "accuracy": 0.1, "paper": 60.0}}
+    right_b = labels.copy()
+    right_b[:2] = (labels[:2] + 1) % 3            # B wrong on 2 pairs
+    right_a = (labels + 1) % 3
+    right_a[:2] = labels[:2]                      # A right on those 2 only
+    preds = {("a", 0): (right_a, labels), ("b", 0): (right_b, labels), ("c", 0): (labels, labels)}
+    orderings = report.paper_orderings(rows, preds)
+    # c has no paper number; b and d tie in the paper: no order to compare
+    assert [(o["higher"], o["lower"]) for o in orderings] == [("a", "b"), ("a", "d")]
+    ab, ad = orderings
+    assert not ab["agrees"] and ad["agrees"] and ad["test"] is None
+    assert (ab["test"]["only_a_right"], ab["test"]["only_b_right"]) == (2, 6)
+    text = "\n".join(report.ordering_lines({"tasks": {"mnli": {"rows": rows,
+                                                             "orderings": orderings}}}))
+    assert "1 of 2 pairs" in text
+    assert "paper: A 70.0 above B 60.0; ours 25.0 vs 75.0" in text
+    assert f"2 / 6, p = {report.pvalue(binomial_mcnemar(2, 6))} (noise, seeds 0)" in text
+
+
 def test_online_cost_once_per_model_kind_and_cached(fabricated):
     grid, calls = fabricated["grid"], []
     rows = ["teacher", "siamese", "siamese_virt", "siamese_concat", "virt"]
@@ -214,6 +257,8 @@ def test_report_text_plots_and_readme_block(fabricated, tmp_path):
     assert f"{pooled['only_a_right']} / {pooled['only_b_right']}" in line
     assert "20M" in line and "330x" in line and "| 78.6 |" in line
     assert "## What this grid can and cannot show" in text
+    assert "## Where our order of the rows differs from the paper's" in text
+    assert "MNLI: " in text and " pairs of rows with a paper number" in text
     bound = report.noise_points(0.5, 1000)
     assert bound == pytest.approx(100 * 1.96 * math.sqrt(0.5 / 1000)) and 4 < bound < 4.5
     names = plots.make_plots(summary, str(tmp_path))

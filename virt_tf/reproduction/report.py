@@ -135,6 +135,7 @@ def summarize(cells, grid, output):
                 r.setdefault("agreement_vs_siamese", []).append(
                     {"only_a_agrees": t["only_a_right"], "only_b_agrees": t["only_b_right"],
                      "mcnemar_p": t["mcnemar_p"], "seed": seed})
+        orderings = paper_orderings(rows, preds)
         for r in rows.values():
             if r.get("agreement_per_seed"):
                 r["agreement"], r["agreement_spread"] = mean_spread(r["agreement_per_seed"])
@@ -145,9 +146,61 @@ def summarize(cells, grid, output):
                     r["agreement_vs_siamese"], "only_a_agrees", "only_b_agrees")
         out["tasks"][task] = {"rows": rows, "examples": int(len(labels)),
                               "metrics": ["accuracy"] + (["f1"] if any(
-                                  "f1" in r for r in rows.values()) else [])}
+                                  "f1" in r for r in rows.values()) else []),
+                              "orderings": orderings}
     out["progress"] = progress(cells, results)
     return out
+
+
+def paper_orderings(rows, preds):
+    """Every pair of rows the paper reports, with our order beside the paper's.
+
+    ``rows``: a task's row summaries (``accuracy``, ``paper``); ``preds``: ``{(row, seed):
+    (predictions, labels)}``. For each pair, ``higher`` is the row the paper puts above
+    (pairs the paper ties are left out), with both papers' and our accuracies, whether our
+    order agrees, and the paired test of the two rows on the same pairs, pooled over the
+    seeds both ran (summed discordant counts; ``None`` without common predictions).
+    """
+    import numpy as np  # pylint: disable=import-outside-toplevel
+    named = [row for row, r in rows.items() if r.get("paper") is not None]
+    out = []
+    for i, a in enumerate(named):
+        for b in named[i + 1:]:
+            if rows[a]["paper"] == rows[b]["paper"]:
+                continue
+            hi, lo = (a, b) if rows[a]["paper"] > rows[b]["paper"] else (b, a)
+            tests = []
+            for (row, seed), p in sorted(preds.items(), key=lambda kv: kv[0][1]):
+                q = preds.get((lo, seed))
+                if row == hi and p is not None and q is not None and np.array_equal(p[1], q[1]):
+                    tests.append(dict(paired(p[0], q[0], p[1]), seed=seed))
+            ours = rows[hi]["accuracy"] - rows[lo]["accuracy"]
+            out.append({"higher": hi, "lower": lo, "paper_higher": rows[hi]["paper"],
+                        "paper_lower": rows[lo]["paper"], "ours_higher": rows[hi]["accuracy"],
+                        "ours_lower": rows[lo]["accuracy"], "agrees": ours > 0,
+                        "test": pooled_test(tests) if tests else None})
+    return out
+
+
+def ordering_lines(summary):
+    """REPORT.md's list of the pairs of rows our results order otherwise than the paper."""
+    lines = []
+    for task, block in summary["tasks"].items():
+        rows, pairs = block["rows"], block.get("orderings") or []
+        differ = [o for o in pairs if not o["agrees"]]
+        lines.append(f"- {task.upper()}: {len(pairs) - len(differ)} of {len(pairs)} pairs of "
+                     "rows with a paper number in the paper's order"
+                     + ("." if not differ else "; otherwise:"))
+        for o in differ:
+            t = o["test"]
+            test = (f"only {rows[o['higher']]['label']} / only {rows[o['lower']]['label']} "
+                    f"right {t['only_a_right']} / {t['only_b_right']}, p = "
+                    f"{pvalue(t['mcnemar_p'])} ({'significant' if t['mcnemar_p'] < 0.05 else 'noise'}"
+                    f", seeds {', '.join(map(str, t['seeds']))})" if t else "no paired test")
+            lines.append(f"  - paper: {rows[o['higher']]['label']} {o['paper_higher']} above "
+                         f"{rows[o['lower']]['label']} {o['paper_lower']}; ours "
+                         f"{pct(o['ours_higher'])} vs {pct(o['ours_lower'])}: {test}")
+    return lines
 
 
 def progress(cells, results):
@@ -412,6 +465,8 @@ def format_report(summary, grid, title=None):
     left_out = summary.get("left_out") or []
     if left_out:
         lines += ["Left out of this grid:", ""] + [f"- {m}" for m in left_out] + [""]
+    lines += ["## Where our order of the rows differs from the paper's", ""]
+    lines += ordering_lines(summary) + [""]
     lines += ["## What this grid can and cannot show", ""] + limits_lines(summary, grid) + [""]
     return "\n".join(lines)
 
