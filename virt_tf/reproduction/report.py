@@ -169,11 +169,9 @@ def paper_orderings(rows, preds):
             if rows[a]["paper"] == rows[b]["paper"]:
                 continue
             hi, lo = (a, b) if rows[a]["paper"] > rows[b]["paper"] else (b, a)
-            tests = []
-            for (row, seed), p in sorted(preds.items(), key=lambda kv: kv[0][1]):
-                q = preds.get((lo, seed))
-                if row == hi and p is not None and q is not None and np.array_equal(p[1], q[1]):
-                    tests.append(dict(paired(p[0], q[0], p[1]), seed=seed))
+            both = [(s, preds[(hi, s)], preds.get((lo, s))) for r, s in sorted(preds) if r == hi]
+            tests = [dict(paired(p[0], q[0], p[1]), seed=s) for s, p, q in both
+                     if p is not None and q is not None and np.array_equal(p[1], q[1])]
             ours = rows[hi]["accuracy"] - rows[lo]["accuracy"]
             out.append({"higher": hi, "lower": lo, "paper_higher": rows[hi]["paper"],
                         "paper_lower": rows[lo]["paper"], "ours_higher": rows[hi]["accuracy"],
@@ -192,11 +190,13 @@ def ordering_lines(summary):
                      "rows with a paper number in the paper's order"
                      + ("." if not differ else "; otherwise:"))
         for o in differ:
-            t = o["test"]
-            test = (f"only {rows[o['higher']]['label']} / only {rows[o['lower']]['label']} "
-                    f"right {t['only_a_right']} / {t['only_b_right']}, p = "
-                    f"{pvalue(t['mcnemar_p'])} ({'significant' if t['mcnemar_p'] < 0.05 else 'noise'}"
-                    f", seeds {', '.join(map(str, t['seeds']))})" if t else "no paired test")
+            t, test = o["test"], "no paired test"
+            if t:
+                verdict = "significant" if t["mcnemar_p"] < 0.05 else "noise"
+                test = (f"only {rows[o['higher']]['label']} / only {rows[o['lower']]['label']} "
+                        f"right {t['only_a_right']} / {t['only_b_right']}, p = "
+                        f"{pvalue(t['mcnemar_p'])} ({verdict}, seeds "
+                        f"{', '.join(map(str, t['seeds']))})")
             lines.append(f"  - paper: {rows[o['higher']]['label']} {o['paper_higher']} above "
                          f"{rows[o['lower']]['label']} {o['paper_lower']}; ours "
                          f"{pct(o['ours_higher'])} vs {pct(o['ours_lower'])}: {test}")
