@@ -49,3 +49,41 @@ def test_compare_counts_discordant_pairs_and_agreement():
     assert (ab["only_a_agrees"], ab["only_b_agrees"]) == (1, 1) and ab["agreement_p"] == 1.0
     ta = [p for p in out["pairs"] if (p["a"], p["b"]) == ("teacher", "a")][0]
     assert "agreement_p" not in ta
+
+
+def _save(directory, split, classes, examples):
+    from virt_tf.training import save_predictions
+    os.makedirs(directory, exist_ok=True)
+    (directory / "model_config.json").write_text("{}")  # what the path check looks for
+    save_predictions(str(directory), split, np.eye(3, dtype=np.float32)[classes], examples)
+
+
+def test_saved_predictions_are_compared_without_models(tmp_path):
+    import subprocess
+    from virt_tf.data.tasks import Example
+    from virt_tf.errors import ConfigError
+    from virt_tf.training import saved_predictions
+    examples = [Example(f"premise {i}", f"hypothesis {i}", i % 3) for i in range(6)]
+    _save(tmp_path / "a", "dev", [0, 1, 2, 0, 1, 0], examples)   # right on 0-4
+    _save(tmp_path / "b", "dev", [1, 1, 2, 1, 1, 2], examples)   # right on 1, 2, 4, 5
+    classes, labels, split = saved_predictions([tmp_path / "a", tmp_path / "b"])
+    assert split == "dev" and list(labels) == [0, 1, 2, 0, 1, 2]
+    assert list(classes[tmp_path / "b"]) == [1, 1, 2, 1, 1, 2]
+    # other pairs (a changed label), another split, or no file: a user error, not a test
+    _save(tmp_path / "c", "dev", [0] * 6, examples[:5] + [Example("premise 5", "hypothesis 5", 0)])
+    _save(tmp_path / "d", "test", [0] * 6, examples)
+    for other in ("c", "d", "missing"):
+        with pytest.raises(ConfigError):
+            saved_predictions([tmp_path / "a", tmp_path / other])
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, os.path.join(root, "tools", "compare_runs.py"), "--saved",
+                          f"--model_dirs={tmp_path / 'a'},{tmp_path / 'b'}"],
+                         capture_output=True, text=True, cwd=tmp_path, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "6 dev pairs" in out.stdout
+    # only a right on pairs 0 and 3, only b on 5: exact McNemar 3 / 4 (2 vs 1 of 3)
+    assert "| a | b | 2 | 1 | 1 |" in out.stdout
+    bad = subprocess.run([sys.executable, os.path.join(root, "tools", "compare_runs.py"), "--saved",
+                          f"--model_dirs={tmp_path / 'a'},{tmp_path / 'd'}"],
+                         capture_output=True, text=True, cwd=tmp_path, check=False)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("error:")

@@ -8,6 +8,11 @@ for every pair of the others the same test on agreeing with the first instead of
 
   python tools/compare_runs.py --data_dir=../shared/data/bench/mnli \
       --model_dirs=runs/mnli/teacher,runs/mnli/siamese_s0,runs/mnli/virt_a3_s0
+
+With --saved, the predictions the runs wrote when training ended (predictions.npz) are
+compared as they are: no model or data is loaded, and the runs must have scored the same pairs.
+
+  python tools/compare_runs.py --saved --model_dirs=runs/mnli_screen/mix1_pure,runs/mnli_screen/recipe_head
 """
 import os
 import sys
@@ -32,6 +37,8 @@ def define_flags():
     flags.DEFINE_string("split", None, "Split (default: the first model's eval split).")
     flags.DEFINE_integer("max_examples", None, "Score only the first N pairs.")
     flags.DEFINE_string("output", None, "Also write the numbers as JSON here.")
+    flags.DEFINE_bool("saved", False, "Compare the predictions the runs saved when training "
+                      "ended (predictions.npz; the same pairs), without loading models or data.")
 
 
 PATH_FLAGS = (PathFlag("model_dirs", paths.MODEL_DIR), PathFlag("data_dir", paths.INPUT_DIR),
@@ -48,6 +55,17 @@ def main():
 
 
 def _compare():
+    if FLAGS.saved:
+        from virt_tf.training import saved_predictions  # pylint: disable=import-outside-toplevel
+        classes, labels, split = saved_predictions(FLAGS.model_dirs)
+        root = os.path.dirname(os.path.normpath(FLAGS.model_dirs[0]))
+        predictions = {os.path.relpath(d, root): c for d, c in classes.items()}
+        return _report(predictions, labels, None, split)
+    predictions, labels, task_name, split = _score()
+    return _report(predictions, labels, task_name, split)
+
+
+def _score():
     from virt_tf.evaluation import predict_probs  # pylint: disable=import-outside-toplevel
     from virt_tf.loading import load  # pylint: disable=import-outside-toplevel
     from virt_tf.training import load_predictions  # pylint: disable=import-outside-toplevel
@@ -68,9 +86,15 @@ def _compare():
         probs = cached[0] if cached is not None else predict_probs(
             matcher.classifier, examples, matcher.preprocessor)
         predictions[name] = probs.argmax(axis=-1)
+    return predictions, labels, task_name, split
+
+
+def _report(predictions, labels, task_name, split):
+    """Prints the accuracy, agreement and paired-test tables (and writes --output)."""
     result = compare(predictions, labels)
     first = next(iter(predictions))
-    print(f"{len(labels)} {task_name} {split} pairs")
+    print(f"{len(labels)} {task_name} {split} pairs" if task_name else
+          f"{len(labels)} {split} pairs (the predictions saved by the runs)")
     print(f"| model | accuracy (%) | agreement with {first} (%) | accuracy where {first} is "
           f"right / wrong (%) |\n|---|---|---|---|")
     for n, m in result["models"].items():
