@@ -62,11 +62,11 @@ def test_saved_predictions_are_compared_without_models(tmp_path):
     import subprocess
     from virt_tf.data.tasks import Example
     from virt_tf.errors import ConfigError
-    from virt_tf.training import saved_predictions
+    from virt_tf.predictions import read_same_pairs
     examples = [Example(f"premise {i}", f"hypothesis {i}", i % 3) for i in range(6)]
     _save(tmp_path / "a", "dev", [0, 1, 2, 0, 1, 0], examples)   # right on 0-4
     _save(tmp_path / "b", "dev", [1, 1, 2, 1, 1, 2], examples)   # right on 1, 2, 4, 5
-    classes, labels, split = saved_predictions([tmp_path / "a", tmp_path / "b"])
+    classes, labels, split = read_same_pairs([tmp_path / "a", tmp_path / "b"])
     assert split == "dev" and list(labels) == [0, 1, 2, 0, 1, 2]
     assert list(classes[tmp_path / "b"]) == [1, 1, 2, 1, 1, 2]
     # other pairs (a changed label), another split, or no file: a user error, not a test
@@ -74,7 +74,7 @@ def test_saved_predictions_are_compared_without_models(tmp_path):
     _save(tmp_path / "d", "test", [0] * 6, examples)
     for other in ("c", "d", "missing"):
         with pytest.raises(ConfigError):
-            saved_predictions([tmp_path / "a", tmp_path / other])
+            read_same_pairs([tmp_path / "a", tmp_path / other])
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out = subprocess.run([sys.executable, os.path.join(root, "tools", "compare_runs.py"), "--saved",
                           f"--model_dirs={tmp_path / 'a'},{tmp_path / 'b'}"],

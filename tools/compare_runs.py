@@ -56,8 +56,8 @@ def main():
 
 def _compare():
     if FLAGS.saved:
-        from virt_tf.training import saved_predictions  # pylint: disable=import-outside-toplevel
-        classes, labels, split = saved_predictions(FLAGS.model_dirs)
+        from virt_tf.predictions import read_same_pairs  # pylint: disable=import-outside-toplevel
+        classes, labels, split = read_same_pairs(FLAGS.model_dirs)
         root = os.path.dirname(os.path.normpath(FLAGS.model_dirs[0]))
         predictions = {os.path.relpath(d, root): c for d, c in classes.items()}
         return _report(predictions, labels, None, split)

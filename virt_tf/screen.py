@@ -15,6 +15,7 @@ import os
 
 import numpy as np
 
+from virt_tf import predictions
 from virt_tf.stats import gap_closed, paired
 
 
@@ -56,8 +57,8 @@ def _finished(run_dir):
         return None
     with open(path, encoding="utf-8") as f:
         metrics = json.load(f)
-    with np.load(os.path.join(run_dir, "predictions.npz")) as saved:
-        return metrics, saved["probs"].argmax(axis=1), saved["labels"]
+    classes, labels = predictions.read(run_dir)[:2]
+    return metrics, classes, labels
 
 
 def flag_value(flags, name, default=None):

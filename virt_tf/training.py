@@ -46,10 +46,10 @@ from virt_tf import precision as precisions
 
 METRICS_FILE = "metrics.json"
 TRAIN_LOG = "train_log.jsonl"
-PREDICTIONS_FILE = "predictions.npz"
+from virt_tf.predictions import PREDICTIONS_FILE  # noqa: E402,F401
 
 
-from virt_tf.errors import ConfigError, NumericalError, StageError  # noqa: E402,F401
+from virt_tf.errors import NumericalError, StageError  # noqa: E402,F401
 from virt_tf.paths import is_io_error  # noqa: E402
 from virt_tf.safe_writes import checkpoint_write_error, final_write, inject_write_fault  # noqa: E402
 
@@ -733,29 +733,6 @@ def load_predictions(directory, split=None, examples=None):
         if examples is not None and str(data["fingerprint"]) != fingerprint_examples(examples):
             return None
         return data["probs"], data["labels"]
-
-
-def saved_predictions(directories):
-    """The predictions several runs saved on the same pairs, without loading a model.
-
-    Returns ``(classes, labels, split)``: ``classes`` maps each directory to its predicted
-    class per pair. Raises ``ConfigError`` when a run saved none, or when two runs saved
-    predictions of different splits or pairs (a paired test needs the same pairs).
-    """
-    classes, labels, first = {}, None, None
-    for d in directories:
-        path = os.path.join(d, PREDICTIONS_FILE)
-        if not os.path.exists(path):
-            raise ConfigError(f"{d} has no {PREDICTIONS_FILE} (a run writes it when it ends)")
-        with np.load(path) as data:
-            key = (str(data["split"]), str(data["fingerprint"]))
-            if first is None:
-                first, labels = (d, key), data["labels"]
-            elif key != first[1]:
-                raise ConfigError(f"{d} saved predictions of other pairs than {first[0]} "
-                                  f"({key[0]} vs {first[1][0]})")
-            classes[d] = data["probs"].argmax(axis=-1)
-    return classes, labels, first[1][0]
 
 
 def read_train_log(directory, kind=None):

@@ -38,12 +38,9 @@ BASES = ("siamese", "siamese_concat")
 # ------------------------------------------------------------------------- cells, rows
 def load_predictions(output, cell_dir):
     """``(predicted labels, labels)`` of a cell's ``predictions.npz``, or None."""
-    import numpy as np  # pylint: disable=import-outside-toplevel
-    path = os.path.join(output, cell_dir, "predictions.npz")
-    if not os.path.exists(path):
-        return None
-    with np.load(path) as d:
-        return d["probs"].argmax(-1), d["labels"]
+    from virt_tf import predictions  # pylint: disable=import-outside-toplevel
+    saved = predictions.read(os.path.join(output, cell_dir))
+    return None if saved is None else saved[:2]
 
 
 def train_records(directory, kind="train"):

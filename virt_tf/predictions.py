@@ -1,0 +1,47 @@
+"""The predictions a run saves when it ends (``predictions.npz``), read without TensorFlow.
+
+A run writes its evaluation split's probabilities, labels, split name and a fingerprint of
+the pairs (`virt_tf.training.save_predictions`); paired tests (the screen, the grid report,
+``tools/compare_runs.py --saved``) read them back here, with no model loaded.
+"""
+import os
+
+import numpy as np
+
+from virt_tf.errors import ConfigError
+
+PREDICTIONS_FILE = "predictions.npz"
+
+
+def read(run_dir):
+    """``(predicted classes, labels, split, fingerprint)`` of a run, or None without a file
+    (split and fingerprint are None in a file written without them)."""
+    path = os.path.join(run_dir, PREDICTIONS_FILE)
+    if not os.path.exists(path):
+        return None
+    with np.load(path) as data:
+        named = {k: str(data[k]) if k in data.files else None for k in ("split", "fingerprint")}
+        return (data["probs"].argmax(axis=-1), data["labels"], named["split"],
+                named["fingerprint"])
+
+
+def read_same_pairs(run_dirs):
+    """The predictions several runs saved on the same pairs.
+
+    Returns ``(classes, labels, split)``: ``classes`` maps each directory to its predicted
+    class per pair. Raises ``ConfigError`` when a run saved none, or when two runs saved
+    predictions of different splits or pairs (a paired test needs the same pairs).
+    """
+    classes, labels, first = {}, None, None
+    for d in run_dirs:
+        saved = read(d)
+        if saved is None:
+            raise ConfigError(f"{d} has no {PREDICTIONS_FILE} (a run writes it when it ends)")
+        key = saved[2:]
+        if first is None:
+            first, labels = (d, key), saved[1]
+        elif key != first[1] or not np.array_equal(saved[1], labels):
+            raise ConfigError(f"{d} saved predictions of other pairs than {first[0]} "
+                              f"({key[0]} vs {first[1][0]})")
+        classes[d] = saved[0]
+    return classes, labels, first[1][0]
