@@ -187,3 +187,24 @@ def test_a_real_enospc_in_the_weights_writer_is_a_write_error_and_leaves_no_part
                               "No space left on device (the disk is full"), message
     assert "\n" not in message
     assert os.listdir(tmp_path) == []
+
+
+def test_a_rerun_removes_what_a_killed_process_left_half_written(tmp_path):
+    """SIGKILL during `write_text_atomic` or a checkpoint save leaves a temporary part
+    (named by the dead process); the next start of the stage removes it and keeps the rest."""
+    from virt_tf.safe_writes import remove_stale_parts
+
+    ckpt = tmp_path / "checkpoints"
+    (ckpt / "ckpt-4_temp").mkdir(parents=True)
+    (ckpt / "ckpt-4_temp" / "part-00000-of-00001.data-00000-of-00001").write_bytes(b"x")
+    stale = [ckpt / "clock.json.tmp6602", tmp_path / "model.weights.h5.tmp.weights.h5",
+             tmp_path / "train_log.jsonl.tmp77"]
+    kept = [ckpt / "clock.json", ckpt / "checkpoint", ckpt / "ckpt-2.index",
+            tmp_path / "train_log.jsonl", tmp_path / "teacher" / "x.tmp1"]
+    (tmp_path / "teacher").mkdir()
+    for path in stale + kept:
+        path.write_text("{}", encoding="utf-8")
+    remove_stale_parts(str(tmp_path), str(ckpt))
+    assert [p for p in stale if p.exists()] == []
+    assert not (ckpt / "ckpt-4_temp").exists()
+    assert all(p.exists() for p in kept)

@@ -72,6 +72,16 @@ def _remove_partial(paths_to_remove):
             logging.warning("could not remove the partly written %s", path)
 
 
+def remove_stale_parts(directory, ckpt_dir):
+    """Remove what a killed earlier process of this stage left half-written: temporary
+    files (``*.tmp*``) in ``directory`` and ``ckpt_dir``, and TensorFlow's unfinished
+    checkpoint parts (``ckpt-*_temp*``). Called before a stage (re)starts, when no other
+    process writes these folders."""
+    _remove_partial(glob.glob(os.path.join(directory, "*.tmp*")) +
+                    glob.glob(os.path.join(ckpt_dir, "*.tmp*")) +
+                    glob.glob(os.path.join(ckpt_dir, "ckpt-*_temp*")))
+
+
 def checkpoint_write_error(ckpt_dir, step, error):
     """A `WriteError` for a failed checkpoint save of ``step``, after removing its parts.
 

@@ -51,7 +51,8 @@ from virt_tf.predictions import PREDICTIONS_FILE  # noqa: E402,F401
 
 from virt_tf.errors import NumericalError, StageError  # noqa: E402,F401
 from virt_tf.paths import is_io_error  # noqa: E402
-from virt_tf.safe_writes import checkpoint_write_error, final_write, inject_write_fault  # noqa: E402
+from virt_tf.safe_writes import (  # noqa: E402
+    checkpoint_write_error, final_write, inject_write_fault, remove_stale_parts)
 
 
 # Checkpoints kept; must stay >= 2 (see the module docstring).
@@ -512,6 +513,8 @@ def _open_checkpoints(stage, classifier, optimizer):
     `StageError`."""
     ckpt = make_checkpoint(classifier, optimizer)
     ckpt_dir = stage.checkpoint_dir
+    if stage.chief:  # a process killed while writing left parts of a file behind
+        remove_stale_parts(stage.directory, ckpt_dir)
     # every worker takes part in a save; the others write into a scratch folder
     write_dir = ckpt_dir if stage.chief else os.path.join(
         ckpt_dir, f"worker_{stage.strategy.cluster_resolver.task_id}")
