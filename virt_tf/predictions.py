@@ -13,16 +13,23 @@ from virt_tf.errors import ConfigError
 PREDICTIONS_FILE = "predictions.npz"
 
 
-def read(run_dir):
-    """``(predicted classes, labels, split, fingerprint)`` of a run, or None without a file
+def read_probs(run_dir):
+    """``(probabilities, labels, split, fingerprint)`` of a run, or None without a file
     (split and fingerprint are None in a file written without them)."""
     path = os.path.join(run_dir, PREDICTIONS_FILE)
     if not os.path.exists(path):
         return None
     with np.load(path) as data:
         named = {k: str(data[k]) if k in data.files else None for k in ("split", "fingerprint")}
-        return (data["probs"].argmax(axis=-1), data["labels"], named["split"],
-                named["fingerprint"])
+        return data["probs"], data["labels"], named["split"], named["fingerprint"]
+
+
+def read(run_dir):
+    """``(predicted classes, labels, split, fingerprint)`` of a run, or None without a file."""
+    saved = read_probs(run_dir)
+    if saved is None:
+        return None
+    return (saved[0].argmax(axis=-1),) + saved[1:]
 
 
 def read_same_pairs(run_dirs):

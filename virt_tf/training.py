@@ -46,7 +46,8 @@ from virt_tf import precision as precisions
 
 METRICS_FILE = "metrics.json"
 TRAIN_LOG = "train_log.jsonl"
-from virt_tf.predictions import PREDICTIONS_FILE  # noqa: E402,F401
+from virt_tf import predictions  # noqa: E402
+from virt_tf.predictions import PREDICTIONS_FILE  # noqa: E402
 
 
 from virt_tf.errors import NumericalError, StageError  # noqa: E402,F401
@@ -727,15 +728,15 @@ def save_predictions(directory, split, probs, examples):
 
 def load_predictions(directory, split=None, examples=None):
     """``(probs, labels)`` saved by training, or None when absent or for other pairs."""
-    path = os.path.join(directory, PREDICTIONS_FILE)
-    if not os.path.exists(path):
+    saved = predictions.read_probs(directory)
+    if saved is None:
         return None
-    with np.load(path) as data:
-        if split is not None and str(data["split"]) != split:
-            return None
-        if examples is not None and str(data["fingerprint"]) != fingerprint_examples(examples):
-            return None
-        return data["probs"], data["labels"]
+    probs, labels, saved_split, fingerprint = saved
+    if split is not None and saved_split != split:
+        return None
+    if examples is not None and fingerprint != fingerprint_examples(examples):
+        return None
+    return probs, labels
 
 
 def read_train_log(directory, kind=None):
