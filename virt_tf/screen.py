@@ -52,13 +52,15 @@ def final_terms(run_dir):
 
 
 def _finished(run_dir):
+    """``(metrics, predicted classes, labels)`` of a finished run, or None (no metrics, or
+    no saved predictions to test it on)."""
     path = os.path.join(run_dir, "metrics.json")
-    if not os.path.exists(path):
+    saved = predictions.read(run_dir)
+    if not os.path.exists(path) or saved is None:
         return None
     with open(path, encoding="utf-8") as f:
         metrics = json.load(f)
-    classes, labels = predictions.read(run_dir)[:2]
-    return metrics, classes, labels
+    return metrics, saved[0], saved[1]
 
 
 def flag_value(flags, name, default=None):
