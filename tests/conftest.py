@@ -1,5 +1,6 @@
 """Shared fixtures: tiny encoder configs, the vocabulary, the shared data folder."""
 import os
+import re
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -86,3 +87,13 @@ def read_h5_weights(path):
         f.visititems(lambda name, obj: out.__setitem__(name, obj[()])
                      if isinstance(obj, h5py.Dataset) else None)
     return out
+
+
+def latest_checkpoint_step(stage_dir):
+    """Step of the checkpoint that a stage's `checkpoints/checkpoint` file names as latest (-1: none)."""
+    try:
+        with open(os.path.join(stage_dir, "checkpoints", "checkpoint"), encoding="utf-8") as f:
+            m = re.search(r'model_checkpoint_path: "ckpt-(\d+)"', f.read())
+    except OSError:
+        return -1
+    return int(m.group(1)) if m else -1

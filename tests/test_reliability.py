@@ -19,7 +19,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import read_h5_weights  # noqa: E402
+from conftest import latest_checkpoint_step, read_h5_weights  # noqa: E402
 
 # 32 examples, batch 8: 4 steps an epoch, 2 epochs, a checkpoint every step.
 COMMON = ["--task=rte", "--encoder_preset=tiny", "--epochs=2", "--max_train_examples=32",
@@ -42,14 +42,6 @@ def _run(command, repo_dir, timeout=900):
                           text=True, timeout=timeout)
 
 
-def _latest_step(stage_dir):
-    """Step of the checkpoint that the `checkpoint` state file names as the latest (-1: none)."""
-    try:
-        with open(os.path.join(stage_dir, "checkpoints", "checkpoint"), encoding="utf-8") as f:
-            m = re.search(r'model_checkpoint_path: "ckpt-(\d+)"', f.read())
-    except OSError:
-        return -1
-    return int(m.group(1)) if m else -1
 
 
 def _saving_step(stage_dir):
@@ -86,7 +78,7 @@ def _run_and_kill(command, repo_dir, log_path, stage_dir, at_step, during_save=F
                 if saving is not None and saving >= at_step:
                     mid_save = True
                     break
-                if _latest_step(stage_dir) >= at_step + (1 if during_save else 0):
+                if latest_checkpoint_step(stage_dir) >= at_step + (1 if during_save else 0):
                     break
                 time.sleep(0.002 if during_save else 0.01)
         finally:
@@ -163,7 +155,7 @@ def _kill_and_resume(tmp_path, repo_dir, data, run_dir, teacher_dir):
     command = _command(run_dir, data, "--model=virt")
     # Kill point 1: teacher stage, mid-epoch 1 (a checkpoint of step 3 of 8 exists).
     _run_and_kill(command, repo_dir, tmp_path / "kill1.log", str(teacher_dir), 3)
-    killed_at = _latest_step(str(teacher_dir))
+    killed_at = latest_checkpoint_step(str(teacher_dir))
     assert 3 <= killed_at < 8 and not (teacher_dir / "metrics.json").exists()
 
     # Kill point 2: student stage, aiming at the middle of the save of step >= 2.
@@ -172,7 +164,7 @@ def _kill_and_resume(tmp_path, repo_dir, data, run_dir, teacher_dir):
     log2 = (tmp_path / "kill2.log").read_text(encoding="utf-8")
     assert f"resuming {teacher_dir} at step {killed_at} of 8" in log2
     assert (teacher_dir / "metrics.json").exists()
-    student_at = _latest_step(str(run_dir))
+    student_at = latest_checkpoint_step(str(run_dir))
     assert student_at >= (1 if mid_save else 2)
     assert student_at < 8 and not (run_dir / "metrics.json").exists()
     print(f"kill 2 landed {'during' if mid_save else 'after'} a checkpoint save")
@@ -184,14 +176,14 @@ def _kill_and_resume(tmp_path, repo_dir, data, run_dir, teacher_dir):
     torn.with_name(torn.name + ".index").write_bytes(b"\x00torn index")
     torn.with_name(torn.name + ".data-00000-of-00001").write_bytes(b"\x01" * 100)
     teacher_mtime = os.stat(teacher_dir / "metrics.json").st_mtime_ns
-    teacher_ckpt = _latest_step(str(teacher_dir))
+    teacher_ckpt = latest_checkpoint_step(str(teacher_dir))
 
     # Kill point 3: while the finished student writes its model files.
     _run_and_kill(command, repo_dir, tmp_path / "kill3.log", str(run_dir), 8,
                   when_file=str(run_dir / "model.weights.h5"))
     log3 = (tmp_path / "kill3.log").read_text(encoding="utf-8")
     assert f"resuming {run_dir} at step {student_at} of 8" in log3
-    assert _latest_step(str(run_dir)) == 8 and not (run_dir / "metrics.json").exists()
+    assert latest_checkpoint_step(str(run_dir)) == 8 and not (run_dir / "metrics.json").exists()
     assert f"{teacher_dir}: finished earlier, reusing it" in log3
 
     final = _run(command, repo_dir)
@@ -200,7 +192,7 @@ def _kill_and_resume(tmp_path, repo_dir, data, run_dir, teacher_dir):
     assert f"resuming {run_dir} at step 8 of 8" in final.stderr
     # The teacher was not trained again.
     assert os.stat(teacher_dir / "metrics.json").st_mtime_ns == teacher_mtime
-    assert _latest_step(str(teacher_dir)) == teacher_ckpt == 8
+    assert latest_checkpoint_step(str(teacher_dir)) == teacher_ckpt == 8
 
 
 def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(
@@ -218,7 +210,7 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(
     assert "non-finite loss (nan) at step 3" in errors[0]
     assert "ckpt-2 stays the latest" in errors[0]
     # Nothing was saved after the bad step: ckpt-2 is the latest and holds finite values.
-    assert _latest_step(str(out)) == 2
+    assert latest_checkpoint_step(str(out)) == 2
     assert not glob.glob(str(out / "checkpoints" / "ckpt-3*"))
     assert not (out / "metrics.json").exists() and not (out / "model.weights.h5").exists()
     reader = tf.train.load_checkpoint(str(out / "checkpoints" / "ckpt-2"))

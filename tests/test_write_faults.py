@@ -21,11 +21,12 @@ same command without the fault: the space was freed) must finish.
 import concurrent.futures
 import glob
 import os
-import re
 import subprocess
 import sys
 
 import pytest
+
+from conftest import latest_checkpoint_step  # noqa: E402
 
 COMMON = ["--task=rte", "--encoder_preset=tiny", "--epochs=2", "--max_train_examples=32",
           "--max_eval_examples=16", "--batch_size=8", "--checkpoint_steps=1",
@@ -34,15 +35,6 @@ COMMON = ["--task=rte", "--encoder_preset=tiny", "--epochs=2", "--max_train_exam
 SCENARIOS = {"checkpoint_enospc_pipeline": ("virt", ["checkpoint@3:ENOSPC"]),
              "checkpoint_eacces_then_final_save_enospc": (
                  "cross", ["checkpoint@5:EACCES", "model:ENOSPC"])}
-
-
-def _latest_step(stage_dir):
-    try:
-        with open(os.path.join(stage_dir, "checkpoints", "checkpoint"), encoding="utf-8") as f:
-            m = re.search(r'model_checkpoint_path: "ckpt-(\d+)"', f.read())
-    except OSError:
-        return -1
-    return int(m.group(1)) if m else -1
 
 
 def _run(repo_dir, data, model_dir, model, *extra):
@@ -56,14 +48,14 @@ def _run(repo_dir, data, model_dir, model, *extra):
 def _snapshot(run_dir):
     """What the first run left: latest steps, files, the training log, the teacher."""
     teacher = run_dir / "teacher"
-    out = {"latest": _latest_step(str(run_dir)),
+    out = {"latest": latest_checkpoint_step(str(run_dir)),
            "files": sorted(os.path.relpath(p, run_dir) for p in
                            glob.glob(str(run_dir / "**" / "*"), recursive=True))}
     log = run_dir / "train_log.jsonl"
     out["train_log"] = log.read_text(encoding="utf-8") if log.exists() else None
     if (teacher / "metrics.json").exists():
         out["teacher_mtime"] = os.stat(teacher / "metrics.json").st_mtime_ns
-        out["teacher_latest"] = _latest_step(str(teacher))
+        out["teacher_latest"] = latest_checkpoint_step(str(teacher))
     return out
 
 
@@ -109,7 +101,7 @@ def _rerun_finishes(r):
     rerun = r["runs"][-1]
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert (r["dir"] / "metrics.json").exists() and (r["dir"] / "model.weights.h5").exists()
-    assert _latest_step(str(r["dir"])) == 8
+    assert latest_checkpoint_step(str(r["dir"])) == 8
     return rerun.stderr
 
 
