@@ -16,7 +16,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import read_h5_weights
+from conftest import latest_checkpoint_step, read_h5_weights
 
 # float32 sums over 8 pairs split 4 + 4 and all-reduced differ from one device's
 # sums in the last bits; after a few Adam steps weights agree to this.
@@ -165,17 +165,6 @@ def test_two_worker_processes_end_with_identical_weights(single_device, tmp_path
     assert not list((tmp_path / "virt" / "checkpoints").glob("worker_*"))
 
 
-def _latest_step(model_dir):
-    path = os.path.join(model_dir, "checkpoints", "checkpoint")
-    if not os.path.exists(path):
-        return -1
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.startswith("model_checkpoint_path"):
-                return int(line.split("-")[-1].strip().strip('"'))
-    return -1
-
-
 def test_killed_workers_restarted_with_the_same_command_resume_and_finish(
         single_device, tmp_path, repo_dir, shared_data):
     """SIGKILL both workers after a checkpoint (a worker's death stops the job's collectives),
@@ -191,14 +180,14 @@ def test_killed_workers_restarted_with_the_same_command_resume_and_finish(
     logs = [tmp_path / "a0.log", tmp_path / "a1.log"]
     procs = _start_workers(cmd, repo_dir, ports, logs)
     deadline = time.time() + 600
-    while time.time() < deadline and _latest_step(out) < 2 and procs[0][0].poll() is None:
+    while time.time() < deadline and latest_checkpoint_step(out) < 2 and procs[0][0].poll() is None:
         time.sleep(0.01)
     for proc, log in procs:
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         log.close()
-    killed_at = _latest_step(out)
+    killed_at = latest_checkpoint_step(out)
     assert 2 <= killed_at and not (out / "metrics.json").exists(), \
         "the run ended before it could be killed"
     logs = [tmp_path / "b0.log", tmp_path / "b1.log"]

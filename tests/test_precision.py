@@ -284,7 +284,8 @@ def _command(model_dir, data_dir):
 
 def test_killed_float16_run_with_a_skipped_step_resumes_to_the_same_weights(
         tmp_path, repo_dir, shared_data):
-    from test_reliability import (_latest_step, _max_weight_diff, _run, _run_and_kill)  # pylint: disable=import-outside-toplevel
+    from conftest import latest_checkpoint_step  # pylint: disable=import-outside-toplevel
+    from test_reliability import _max_weight_diff, _run, _run_and_kill  # pylint: disable=import-outside-toplevel
     data = os.path.join(shared_data, "rte")
     whole, resumed = tmp_path / "whole", tmp_path / "resumed"
     proc = _run(_command(whole, data), repo_dir)
@@ -302,11 +303,11 @@ def test_killed_float16_run_with_a_skipped_step_resumes_to_the_same_weights(
         records = [json.loads(l) for l in f if l.strip()]
     assert [r["step"] for r in records if r["kind"] == "epoch"] == [4, 8]
     assert all(np.isfinite(r["loss"]) for r in records)
-    assert _latest_step(str(whole)) == 8
+    assert latest_checkpoint_step(str(whole)) == 8
 
     command = _command(resumed, data)
     _run_and_kill(command, repo_dir, tmp_path / "kill.log", str(resumed), 3)
-    killed_at = _latest_step(str(resumed))
+    killed_at = latest_checkpoint_step(str(resumed))
     assert 3 <= killed_at < 8 and not (resumed / "metrics.json").exists()
     final = _run(command, repo_dir)
     assert final.returncode == 0, final.stderr[-3000:]
