@@ -42,8 +42,6 @@ def _run(command, repo_dir, timeout=900):
                           text=True, timeout=timeout)
 
 
-
-
 def _saving_step(stage_dir):
     """Step of a checkpoint being written right now (TensorFlow's `ckpt-N_temp` folder)."""
     for path in glob.glob(os.path.join(stage_dir, "checkpoints", "ckpt-*_temp")):
