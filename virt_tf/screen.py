@@ -55,8 +55,8 @@ def _finished(run_dir):
     """``(metrics, predicted classes, labels)`` of a finished run, or None (no metrics, or
     no saved predictions to test it on)."""
     path = os.path.join(run_dir, "metrics.json")
-    saved = predictions.read(run_dir)
-    if not os.path.exists(path) or saved is None:
+    saved = predictions.read(run_dir) if os.path.exists(path) else None
+    if saved is None:
         return None
     with open(path, encoding="utf-8") as f:
         metrics = json.load(f)
