@@ -297,3 +297,13 @@ def test_report_only_command_line_reuses_the_cached_costs(fabricated, tmp_path):
     assert results["tasks"]["mnli"]["rows"]["virt"]["online"]["flops_per_pair"] == 2e7
     text = (out / "REPORT.md").read_text()
     assert "![cost_accuracy.png](cost_accuracy.png)" in text
+
+
+def test_rows_sharing_a_cost_share_one_label():
+    points = [("siamese", 5e6, 60.6), ("dse", 5e6, 61.2), ("recipe", 5e6, 65.4),
+              ("virt", 2e7, 61.1), ("teacher", 6.6e9, 69.6)]
+    labels = plots.point_labels(points, y_close=0.8)
+    assert sorted(labels) == sorted([(5e6, 65.4, "recipe"), (5e6, 61.2, "dse\nsiamese"),
+                                     (2e7, 61.1, "virt"), (6.6e9, 69.6, "teacher")])
+    # a looser threshold chains the whole column into one label at its top
+    assert (5e6, 65.4, "recipe\ndse\nsiamese") in plots.point_labels(points, y_close=5)

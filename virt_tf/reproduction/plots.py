@@ -31,11 +31,19 @@ def _save(fig, output, name):
     return name
 
 
+def _task_axes(plt, summary, tasks, height):
+    """One subplot a task, each as wide as its number of rows asks."""
+    widths = [max(3.0, 0.45 * len(summary["tasks"][t]["rows"]) + 1.5) for t in tasks]
+    fig, axes = plt.subplots(1, len(tasks), figsize=(sum(widths), height), squeeze=False,
+                             gridspec_kw={"width_ratios": widths})
+    return fig, axes[0]
+
+
 def plot_accuracy(summary, output):
     plt = _pyplot()
     tasks = list(summary["tasks"])
-    fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4), squeeze=False)
-    for ax, task in zip(axes[0], tasks):
+    fig, axes = _task_axes(plt, summary, tasks, 4)
+    for ax, task in zip(axes, tasks):
         rows = summary["tasks"][task]["rows"]
         names = list(rows)
         ax.bar(range(len(names)), [100 * rows[n]["accuracy"] for n in names],
@@ -54,6 +62,30 @@ def plot_accuracy(summary, output):
     return _save(fig, output, "accuracy.png")
 
 
+def point_labels(points, y_close):
+    """``[(x, y, text)]``: one label per group of rows at the same online cost whose
+    accuracies are within ``y_close`` of each other (their names one a line), at the group's
+    highest point, so rows that share a cost do not print over each other.
+
+    ``points``: ``[(name, x, y)]``.
+    """
+    by_x = {}
+    for name, x, y in points:
+        by_x.setdefault(x, []).append((y, name))
+    labels = []
+    for x, group in by_x.items():
+        group.sort(reverse=True)
+        cluster = [group[0]]
+        for y, name in group[1:]:
+            if cluster[-1][0] - y <= y_close:
+                cluster.append((y, name))
+                continue
+            labels.append((x, cluster[0][0], "\n".join(n for _, n in cluster)))
+            cluster = [(y, name)]
+        labels.append((x, cluster[0][0], "\n".join(n for _, n in cluster)))
+    return labels
+
+
 def plot_cost_accuracy(summary, output):
     """Accuracy against online FLOPs per pair; None when no row has a cost."""
     plt = _pyplot()
@@ -61,15 +93,20 @@ def plot_cost_accuracy(summary, output):
              if any("online" in r for r in b["rows"].values())]
     if not tasks:
         return None
-    fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(6.5 * len(tasks), 4.5), squeeze=False)
     for ax, task in zip(axes[0], tasks):
+        points = []
         for row, r in summary["tasks"][task]["rows"].items():
             if "online" not in r:
                 continue
             x, y = r["online"]["flops_per_pair"], 100 * r["accuracy"]
             ax.errorbar([x], [y], yerr=[100 * r["spread"]], fmt="o", capsize=3,
                         color="black" if row == "teacher" else "tab:blue")
-            ax.annotate(row, (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7)
+            points.append((row, x, y))
+        ys = [y for _, _, y in points]
+        for x, y, text in point_labels(points, 0.04 * (max(ys) - min(ys) or 1.0)):
+            ax.annotate(text, (x, y), textcoords="offset points", xytext=(5, 2), fontsize=7,
+                        va="bottom")
         ax.set_xscale("log")
         ax.set_xlabel("online FLOPs per pair (log; MiniLM-L6 dimensions)")
         ax.set_ylabel("dev accuracy (%)")
