@@ -172,8 +172,11 @@ def test_orderings_against_the_paper_with_paired_tests(fabricated):
                           ("virt", "siamese_concat")}
     o = pairs[("virt", "siamese_concat")]
     assert (o["paper_higher"], o["paper_lower"]) == (78.6, 60.2)
-    assert o["agrees"] == (block["rows"]["virt"]["accuracy"] >
-                           block["rows"]["siamese_concat"]["accuracy"])
+    virt, concat = block["rows"]["virt"], block["rows"]["siamese_concat"]
+    # the order is read on the seeds both rows ran (here seed 0 only), like the test
+    assert o["seeds"] == [0] == concat["seed_list"] and virt["seeds"] > 1
+    assert o["ours_higher"] == virt["per_seed"][virt["seed_list"].index(0)]
+    assert o["agrees"] == (o["ours_higher"] > concat["accuracy"])
     v, c = preds[("virt", 0)] == labels, preds[("siamese_concat", 0)] == labels
     a, b = int(np.sum(v & ~c)), int(np.sum(c & ~v))
     assert (o["test"]["only_a_right"], o["test"]["only_b_right"]) == (a, b)
@@ -307,3 +310,27 @@ def test_rows_sharing_a_cost_share_one_label():
                                      (2e7, 61.1, "virt"), (6.6e9, 69.6, "teacher")])
     # a looser threshold chains the whole column into one label at its top
     assert (5e6, 65.4, "recipe\ndse\nsiamese") in plots.point_labels(points, y_close=5)
+
+
+def test_rows_with_identical_predictions_are_named_once():
+    labels = np.array([0, 1, 2, 1])
+    same = np.array([0, 1, 1, 1])
+    preds = {("teacher", 0): (labels, labels), ("a", 0): (same, labels),
+             ("b", 0): (same.copy(), labels), ("c", 0): (same, labels),
+             ("c", 1): (labels, labels), ("b", 1): (same, labels)}
+    found = report.identical_rows(preds)
+    # a and b agree at their one common seed; c differs from b at seed 1; a and c share seed 0
+    assert {tuple(i["rows"]) for i in found} == {("a", "b"), ("a", "c")}
+    assert all(i["pairs"] == 4 for i in found)
+    block = {"rows": {r: {"label": r.upper()} for r in "abc"}, "identical": found[:1]}
+    assert report.identical_lines(block) == [
+        "- A and B predict the same label on all 4 pairs (seed 0): one result under two "
+        "names, not two."]
+
+
+def test_order_of_rows_with_different_seeds_is_read_on_common_seeds():
+    many = {"accuracy": 0.62, "seed_list": [0, 1, 2], "per_seed": [0.60, 0.63, 0.63]}
+    one = {"accuracy": 0.61, "seed_list": [0], "per_seed": [0.61]}
+    assert report._on_common_seeds(many, one) == (0.60, 0.61, [0])
+    other = {"accuracy": 0.5, "seed_list": [5], "per_seed": [0.5]}
+    assert report._on_common_seeds(many, other) == (0.62, 0.5, None)

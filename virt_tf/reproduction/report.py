@@ -133,6 +133,7 @@ def summarize(cells, grid, output):
                     {"only_a_agrees": t["only_a_right"], "only_b_agrees": t["only_b_right"],
                      "mcnemar_p": t["mcnemar_p"], "seed": seed})
         orderings = paper_orderings(rows, preds)
+        identical = identical_rows(preds)
         for r in rows.values():
             if r.get("agreement_per_seed"):
                 r["agreement"], r["agreement_spread"] = mean_spread(r["agreement_per_seed"])
@@ -144,9 +145,38 @@ def summarize(cells, grid, output):
         out["tasks"][task] = {"rows": rows, "examples": int(len(labels)),
                               "metrics": ["accuracy"] + (["f1"] if any(
                                   "f1" in r for r in rows.values()) else []),
-                              "orderings": orderings}
+                              "orderings": orderings, "identical": identical}
     out["progress"] = progress(cells, results)
     return out
+
+
+def identical_rows(preds):
+    """Pairs of student rows whose predicted labels are equal on every pair at every seed
+    both ran: ``[{"rows": [a, b], "seeds": [...], "pairs": n}]`` (e.g. two names of one
+    configuration; such a pair is one result, not two)."""
+    import numpy as np  # pylint: disable=import-outside-toplevel
+    by_row = {}
+    for (row, seed), p in sorted(preds.items()):
+        if p is not None and row != "teacher":
+            by_row.setdefault(row, {})[seed] = p
+    names, out = list(by_row), []
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            seeds = sorted(set(by_row[a]) & set(by_row[b]))
+            same = [s for s in seeds if np.array_equal(by_row[a][s][1], by_row[b][s][1])
+                    and np.array_equal(by_row[a][s][0], by_row[b][s][0])]
+            if seeds and same == seeds:
+                out.append({"rows": [a, b], "seeds": seeds,
+                            "pairs": int(len(by_row[a][seeds[0]][0]))})
+    return out
+
+
+def identical_lines(block):
+    """REPORT.md's note on rows that are one result under two names."""
+    rows = block["rows"]
+    return [f"- {rows[i['rows'][0]]['label']} and {rows[i['rows'][1]]['label']} predict the "
+            f"same label on all {i['pairs']} pairs (seed {', '.join(map(str, i['seeds']))}): "
+            "one result under two names, not two." for i in block.get("identical") or []]
 
 
 def paper_orderings(rows, preds):
@@ -169,12 +199,25 @@ def paper_orderings(rows, preds):
             both = [(s, preds[(hi, s)], preds.get((lo, s))) for r, s in sorted(preds) if r == hi]
             tests = [dict(paired(p[0], q[0], p[1]), seed=s) for s, p, q in both
                      if p is not None and q is not None and np.array_equal(p[1], q[1])]
-            ours = rows[hi]["accuracy"] - rows[lo]["accuracy"]
+            acc_hi, acc_lo, seeds = _on_common_seeds(rows[hi], rows[lo])
             out.append({"higher": hi, "lower": lo, "paper_higher": rows[hi]["paper"],
-                        "paper_lower": rows[lo]["paper"], "ours_higher": rows[hi]["accuracy"],
-                        "ours_lower": rows[lo]["accuracy"], "agrees": ours > 0,
+                        "paper_lower": rows[lo]["paper"], "ours_higher": acc_hi,
+                        "ours_lower": acc_lo, "seeds": seeds, "agrees": acc_hi > acc_lo,
                         "test": pooled_test(tests) if tests else None})
     return out
+
+
+def _on_common_seeds(a, b):
+    """Mean accuracies of two rows over the seeds both ran (all of each row's when they
+    share none, or a row has no per-seed record), and those seeds."""
+    seeds = sorted(set(a.get("seed_list") or []) & set(b.get("seed_list") or []))
+    if not seeds or "per_seed" not in a or "per_seed" not in b:
+        return a["accuracy"], b["accuracy"], None
+
+    def mean(r):
+        return statistics.fmean(acc for s, acc in zip(r["seed_list"], r["per_seed"])
+                                if s in seeds)
+    return mean(a), mean(b), seeds
 
 
 def ordering_lines(summary):
@@ -194,8 +237,9 @@ def ordering_lines(summary):
                         f"right {t['only_a_right']} / {t['only_b_right']}, p = "
                         f"{pvalue(t['mcnemar_p'])} ({verdict}, seeds "
                         f"{', '.join(map(str, t['seeds']))})")
+            at = (f" (seed {', '.join(map(str, o['seeds']))})" if o.get("seeds") else "")
             lines.append(f"  - paper: {rows[o['higher']]['label']} {o['paper_higher']} above "
-                         f"{rows[o['lower']]['label']} {o['paper_lower']}; ours "
+                         f"{rows[o['lower']]['label']} {o['paper_lower']}; ours{at} "
                          f"{pct(o['ours_higher'])} vs {pct(o['ours_lower'])}: {test}")
     return lines
 
@@ -459,10 +503,14 @@ def format_report(summary, grid, title=None):
     for task, block in summary["tasks"].items():
         heading = task_heading(task, block, grid, summary.get("settings", {}).get("overrides"))
         lines += [f"## {heading}", ""] + table_lines(block) + [""]
+        same = identical_lines(block)
+        lines += same + ([""] if same else [])
     left_out = summary.get("left_out") or []
     if left_out:
         lines += ["Left out of this grid:", ""] + [f"- {m}" for m in left_out] + [""]
-    lines += ["## Where our order of the rows differs from the paper's", ""]
+    lines += ["## Where our order of the rows differs from the paper's", "",
+              "Every pair of rows to which the paper gives different numbers; ours are the mean "
+              "accuracies over the seeds both rows ran, the seeds of the paired test.", ""]
     lines += ordering_lines(summary) + [""]
     lines += ["## What this grid can and cannot show", ""] + limits_lines(summary, grid) + [""]
     return "\n".join(lines)
@@ -482,6 +530,8 @@ def format_readme_block(summary, grid, output_rel):
         heading = task_heading(task, block, grid, summary.get("settings", {}).get("overrides"))
         lines += [f"**{heading}**", ""]
         lines += table_lines(block, compact=True) + [""]
+        same = identical_lines(block)
+        lines += same + ([""] if same else [])
     return "\n".join(lines).strip()
 
 
