@@ -334,3 +334,34 @@ def test_order_of_rows_with_different_seeds_is_read_on_common_seeds():
     assert report._on_common_seeds(many, one) == (0.60, 0.61, [0])
     other = {"accuracy": 0.5, "seed_list": [5], "per_seed": [0.5]}
     assert report._on_common_seeds(many, other) == (0.62, 0.5, None)
+
+
+def test_each_row_with_l_virt_is_paired_with_its_twin_without_it():
+    grid = grid_lib.load_grid(profile="sample")
+    rows = ["teacher", "siamese", "siamese_virt", "siamese_concat", "siamese_concat_virt",
+            "wo_virt", "wo_virt_a", "virt", "deformer", "deformer_virt", "dse", "recipe"]
+    # wo_virt_a (simple head + L_virt) has no twin without L_virt among these rows
+    assert sorted(report.virt_pairs(grid, "mnli", rows)) == sorted([
+        ("siamese_virt", "siamese"), ("siamese_concat_virt", "siamese_concat"),
+        ("virt", "wo_virt"), ("deformer_virt", "deformer")])
+
+
+def test_virt_effect_is_pooled_over_the_seeds_both_rows_ran():
+    labels = np.array([0, 1, 2, 0, 1, 2])
+    wrong = (labels + 1) % 3
+    with_virt = {0: np.array([0, 1, 2, 0, 0, 0]), 1: np.array([0, 1, 2, 1, 1, 2])}
+    without = {0: np.array([0, 1, 0, 0, 0, 0]), 2: wrong}
+    preds = {("teacher", 0): (labels, labels)}
+    preds.update({("v", s): (p, labels) for s, p in with_virt.items()})
+    preds.update({("b", s): (p, labels) for s, p in without.items()})
+    rows = {"v": {"paper": 78.6}, "b": {"paper": 76.6}}
+    e = report.virt_effect(rows, preds, preds[("teacher", 0)], "v", "b")
+    assert e["seeds"] == [0]                       # seed 1 and 2 are not common
+    assert (e["right"]["only_a_right"], e["right"]["only_b_right"]) == (1, 0)
+    assert e["accuracy"] == pytest.approx(4 / 6) and e["base_accuracy"] == pytest.approx(3 / 6)
+    assert e["agrees"]["only_a_right"] == 1 and e["paper_difference"] == pytest.approx(2.0)
+    assert report.virt_effect(rows, {("v", 1): preds[("v", 1)]}, None, "v", "b") is None
+    text = "\n".join(report.virt_effect_lines(
+        {"tasks": {"mnli": {"rows": {"v": {"label": "V"}, "b": {"label": "B"}},
+                            "virt_effects": [e]}}}))
+    assert "| V | 0 | 66.7 | 50.0 | +16.7 | 1 / 0, p = 1 | 1 / 0, p = 1 | +2.0 |" in text

@@ -15,6 +15,10 @@ Per task and row (cells of the same row at several seeds):
   teacher's label, and the same paired test on agreeing instead of being right
   (pairs only the row agrees with the teacher vs only the Siamese), per seed and
   pooled the same way;
+* L_virt's part: each row trained with L_virt against its twin without it (the same
+  model and options, alpha 0), the same paired tests pooled over the seeds both ran;
+* rows with identical predictions (one configuration under two names), and every pair
+  of rows the paper orders, with our order on the seeds both ran and its paired test;
 * train minutes (mean over seeds), the online cost per pair of the row's model
   at MiniLM-L6 dimensions (`virt_tf.profiling`, computed once per model kind and
   kept in ``results.json``), and the paper's number.
@@ -134,6 +138,8 @@ def summarize(cells, grid, output):
                      "mcnemar_p": t["mcnemar_p"], "seed": seed})
         orderings = paper_orderings(rows, preds)
         identical = identical_rows(preds)
+        effects = [virt_effect(rows, preds, teacher, row, base)
+                   for row, base in virt_pairs(grid, task, rows)]
         for r in rows.values():
             if r.get("agreement_per_seed"):
                 r["agreement"], r["agreement_spread"] = mean_spread(r["agreement_per_seed"])
@@ -145,9 +151,84 @@ def summarize(cells, grid, output):
         out["tasks"][task] = {"rows": rows, "examples": int(len(labels)),
                               "metrics": ["accuracy"] + (["f1"] if any(
                                   "f1" in r for r in rows.values()) else []),
-                              "orderings": orderings, "identical": identical}
+                              "orderings": orderings, "identical": identical,
+                              "virt_effects": [e for e in effects if e]}
     out["progress"] = progress(cells, results)
     return out
+
+
+def virt_pairs(grid, task, rows):
+    """``[(row, base)]``: each row trained with L_virt beside the row of ``rows`` that differs
+    from it only by having L_virt off (the same model and resolved options, alpha 0)."""
+    resolved = {}
+    for row in rows:
+        if row == "teacher":
+            continue
+        model, cfg = grid_lib.row_config(grid, task, row)
+        key = (model, sorted((k, repr(v)) for k, v in cfg.items() if k != "virt_alpha"))
+        resolved[row] = (key, float(cfg.get("virt_alpha") or 0))
+    out = []
+    for row, (key, alpha) in resolved.items():
+        twins = [base for base, (k, a) in resolved.items() if a == 0 and k == key]
+        if alpha > 0 and twins:
+            out.append((row, twins[0]))
+    return out
+
+
+def virt_effect(rows, preds, teacher, row, base):
+    """L_virt's part of a row: the row against its ``base`` (the same row without L_virt)
+    on the seeds both ran: mean accuracies, the paired test on being right and on agreeing
+    with the teacher, pooled over those seeds; None without common predictions."""
+    import numpy as np  # pylint: disable=import-outside-toplevel
+    seeds = sorted(s for r, s in preds if r == row and preds[(row, s)] is not None
+                   and preds.get((base, s)) is not None
+                   and np.array_equal(preds[(row, s)][1], preds[(base, s)][1]))
+    if not seeds:
+        return None
+    right = [dict(paired(preds[(row, s)][0], preds[(base, s)][0], preds[(row, s)][1]), seed=s)
+             for s in seeds]
+    out = {"row": row, "base": base, "seeds": seeds,
+           "accuracy": statistics.fmean(float(np.mean(preds[(row, s)][0] == preds[(row, s)][1]))
+                                        for s in seeds),
+           "base_accuracy": statistics.fmean(
+               float(np.mean(preds[(base, s)][0] == preds[(base, s)][1])) for s in seeds),
+           "right": pooled_test(right)}
+    if teacher is not None and all(np.array_equal(teacher[1], preds[(row, s)][1])
+                                   for s in seeds):
+        agree = [dict(paired(preds[(row, s)][0], preds[(base, s)][0], teacher[0]), seed=s)
+                 for s in seeds]
+        out["agrees"] = pooled_test(agree)
+    paper_row, paper_base = rows[row].get("paper"), rows[base].get("paper")
+    if paper_row is not None and paper_base is not None:
+        out["paper_difference"] = round(paper_row - paper_base, 2)
+    return out
+
+
+def virt_effect_lines(summary):
+    """REPORT.md's table of what L_virt adds to each row that has a twin without it."""
+    lines = []
+    for task, block in summary["tasks"].items():
+        effects = block.get("virt_effects") or []
+        if not effects:
+            continue
+        rows = block["rows"]
+        lines += [f"**{task.upper()}**", "",
+                  "| row | seeds | with L_virt | without | difference | only with / only "
+                  "without right, p | agreeing with the teacher: only with / only without, p "
+                  "| paper's difference |", "|" + "---|" * 8]
+        for e in effects:
+            right, agree = e["right"], e.get("agrees")
+            cells = [rows[e["row"]]["label"], ", ".join(map(str, e["seeds"])),
+                     pct(e["accuracy"]), pct(e["base_accuracy"]),
+                     f"{100 * (e['accuracy'] - e['base_accuracy']):+.1f}",
+                     f"{right['only_a_right']} / {right['only_b_right']}, "
+                     f"p = {pvalue(right['mcnemar_p'])}",
+                     f"{agree['only_a_right']} / {agree['only_b_right']}, "
+                     f"p = {pvalue(agree['mcnemar_p'])}" if agree else "-",
+                     f"{e['paper_difference']:+.1f}" if "paper_difference" in e else "-"]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
 
 
 def identical_rows(preds):
@@ -508,6 +589,12 @@ def format_report(summary, grid, title=None):
     left_out = summary.get("left_out") or []
     if left_out:
         lines += ["Left out of this grid:", ""] + [f"- {m}" for m in left_out] + [""]
+    effects = virt_effect_lines(summary)
+    if effects:
+        lines += ["## What L_virt adds, row by row", "",
+                  "Each row trained with L_virt against the same row without it (same model, "
+                  "options and seeds), on the seeds both ran; tests pooled over them by "
+                  "summing the discordant counts.", ""] + effects
     lines += ["## Where our order of the rows differs from the paper's", "",
               "Every pair of rows to which the paper gives different numbers; ours are the mean "
               "accuracies over the seeds both rows ran, the seeds of the paired test.", ""]
