@@ -365,3 +365,15 @@ def test_virt_effect_is_pooled_over_the_seeds_both_rows_ran():
         {"tasks": {"mnli": {"rows": {"v": {"label": "V"}, "b": {"label": "B"}},
                             "virt_effects": [e]}}}))
     assert "| V | 0 | 66.7 | 50.0 | +16.7 | 1 / 0, p = 1 | 1 / 0, p = 1 | +2.0 |" in text
+
+
+def test_readme_block_carries_the_l_virt_table(fabricated):
+    summary = json.loads(json.dumps(fabricated["summary"]))
+    assert "What L_virt adds" not in report.format_readme_block(summary, fabricated["grid"],
+                                                                "results/sample")
+    effect = {"row": "virt", "base": "siamese", "seeds": [0], "accuracy": 0.61,
+              "base_accuracy": 0.60, "right": {"only_a_right": 30, "only_b_right": 20,
+                                               "mcnemar_p": 0.2}}
+    summary["tasks"]["mnli"]["virt_effects"] = [effect]
+    block = report.format_readme_block(summary, fabricated["grid"], "results/sample")
+    assert "What L_virt adds" in block and "| VIRT-encoder | 0 | 61.0 | 60.0 | +1.0 |" in block

@@ -619,6 +619,10 @@ def format_readme_block(summary, grid, output_rel):
         lines += table_lines(block, compact=True) + [""]
         same = identical_lines(block)
         lines += same + ([""] if same else [])
+    effects = virt_effect_lines(summary)
+    if effects:
+        lines += ["What L_virt adds: each row with L_virt against the same row without it, on "
+                  "the seeds both ran (pooled):", ""] + effects
     return "\n".join(lines).strip()
 
 
