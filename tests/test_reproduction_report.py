@@ -377,3 +377,10 @@ def test_readme_block_carries_the_l_virt_table(fabricated):
     summary["tasks"]["mnli"]["virt_effects"] = [effect]
     block = report.format_readme_block(summary, fabricated["grid"], "results/sample")
     assert "What L_virt adds" in block and "| VIRT-encoder | 0 | 61.0 | 60.0 | +1.0 |" in block
+
+
+def test_rows_at_nearby_costs_share_a_label_but_far_ones_do_not():
+    points = [("virt", 1.93e7, 61.1), ("poly", 1.55e7, 59.4), ("dipair", 8.6e7, 49.8)]
+    labels = plots.point_labels(points, y_close=2.0)
+    assert sorted(labels) == [(1.93e7, 61.1, "virt\npoly"), (8.6e7, 49.8, "dipair")]
+    assert len(plots.point_labels(points, y_close=2.0, x_decades=0.01)) == 3

@@ -9,6 +9,7 @@
   VIRT-encoder at seed 0;
 * ``alignment.png``: per-layer L_virt of each student against its teacher.
 """
+import math
 import os
 
 from virt_tf.reproduction.report import train_records
@@ -62,28 +63,35 @@ def plot_accuracy(summary, output):
     return _save(fig, output, "accuracy.png")
 
 
-def point_labels(points, y_close):
-    """``[(x, y, text)]``: one label per group of rows at the same online cost whose
-    accuracies are within ``y_close`` of each other (their names one a line), at the group's
-    highest point, so rows that share a cost do not print over each other.
+def point_labels(points, y_close, x_decades=0.15):
+    """``[(x, y, text)]``: one label per group of rows at about the same online cost (within
+    ``x_decades`` on the log axis) whose accuracies are within ``y_close`` of each other
+    (their names one a line, highest first), at the group's highest point, so that rows
+    near each other do not print over each other.
 
     ``points``: ``[(name, x, y)]``.
     """
-    by_x = {}
-    for name, x, y in points:
-        by_x.setdefault(x, []).append((y, name))
+    columns = []
+    for name, x, y in sorted(points, key=lambda p: p[1]):
+        if columns and math.log10(x) - math.log10(columns[-1][0][1]) <= x_decades:
+            columns[-1].append((name, x, y))
+        else:
+            columns.append([(name, x, y)])
     labels = []
-    for x, group in by_x.items():
-        group.sort(reverse=True)
-        cluster = [group[0]]
-        for y, name in group[1:]:
-            if cluster[-1][0] - y <= y_close:
-                cluster.append((y, name))
-                continue
-            labels.append((x, cluster[0][0], "\n".join(n for _, n in cluster)))
-            cluster = [(y, name)]
-        labels.append((x, cluster[0][0], "\n".join(n for _, n in cluster)))
+    for column in columns:
+        column.sort(key=lambda p: -p[2])
+        cluster = [column[0]]
+        for point in column[1:]:
+            if cluster[-1][2] - point[2] > y_close:
+                labels.append(_cluster_label(cluster))
+                cluster = []
+            cluster.append(point)
+        labels.append(_cluster_label(cluster))
     return labels
+
+
+def _cluster_label(cluster):
+    return cluster[0][1], cluster[0][2], "\n".join(name for name, _, _ in cluster)
 
 
 def plot_cost_accuracy(summary, output):
@@ -104,7 +112,7 @@ def plot_cost_accuracy(summary, output):
                         color="black" if row == "teacher" else "tab:blue")
             points.append((row, x, y))
         ys = [y for _, _, y in points]
-        for x, y, text in point_labels(points, 0.04 * (max(ys) - min(ys) or 1.0)):
+        for x, y, text in point_labels(points, 0.15 * (max(ys) - min(ys) or 1.0)):
             ax.annotate(text, (x, y), textcoords="offset points", xytext=(5, 2), fontsize=7,
                         va="bottom")
         ax.set_xscale("log")
