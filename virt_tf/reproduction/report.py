@@ -157,6 +157,20 @@ def summarize(cells, grid, output):
     return out
 
 
+def seed_tests(preds, a, b, against=None):
+    """Per-seed paired tests of rows ``a`` and ``b`` on the seeds both ran on the same pairs:
+    on being right, or, given ``against`` (e.g. the teacher's predictions), on agreeing
+    with it."""
+    import numpy as np  # pylint: disable=import-outside-toplevel
+    tests = []
+    for row, seed in sorted(preds):
+        p, q = preds[(row, seed)], preds.get((b, seed))
+        if row != a or p is None or q is None or not np.array_equal(p[1], q[1]):
+            continue
+        tests.append(dict(paired(p[0], q[0], p[1] if against is None else against), seed=seed))
+    return tests
+
+
 def virt_pairs(grid, task, rows):
     """``[(row, base)]``: each row trained with L_virt beside the row of ``rows`` that differs
     from it only by having L_virt off (the same model and resolved options, alpha 0)."""
@@ -180,24 +194,19 @@ def virt_effect(rows, preds, teacher, row, base):
     on the seeds both ran: mean accuracies, the paired test on being right and on agreeing
     with the teacher, pooled over those seeds; None without common predictions."""
     import numpy as np  # pylint: disable=import-outside-toplevel
-    seeds = sorted(s for r, s in preds if r == row and preds[(row, s)] is not None
-                   and preds.get((base, s)) is not None
-                   and np.array_equal(preds[(row, s)][1], preds[(base, s)][1]))
-    if not seeds:
+    right = seed_tests(preds, row, base)
+    if not right:
         return None
-    right = [dict(paired(preds[(row, s)][0], preds[(base, s)][0], preds[(row, s)][1]), seed=s)
-             for s in seeds]
-    out = {"row": row, "base": base, "seeds": seeds,
-           "accuracy": statistics.fmean(float(np.mean(preds[(row, s)][0] == preds[(row, s)][1]))
-                                        for s in seeds),
-           "base_accuracy": statistics.fmean(
-               float(np.mean(preds[(base, s)][0] == preds[(base, s)][1])) for s in seeds),
-           "right": pooled_test(right)}
+    seeds = [t["seed"] for t in right]
+
+    def accuracy(name):
+        return statistics.fmean(float(np.mean(preds[(name, s)][0] == preds[(name, s)][1]))
+                                for s in seeds)
+    out = {"row": row, "base": base, "seeds": seeds, "accuracy": accuracy(row),
+           "base_accuracy": accuracy(base), "right": pooled_test(right)}
     if teacher is not None and all(np.array_equal(teacher[1], preds[(row, s)][1])
                                    for s in seeds):
-        agree = [dict(paired(preds[(row, s)][0], preds[(base, s)][0], teacher[0]), seed=s)
-                 for s in seeds]
-        out["agrees"] = pooled_test(agree)
+        out["agrees"] = pooled_test(seed_tests(preds, row, base, against=teacher[0]))
     paper_row, paper_base = rows[row].get("paper"), rows[base].get("paper")
     if paper_row is not None and paper_base is not None:
         out["paper_difference"] = round(paper_row - paper_base, 2)
@@ -269,7 +278,6 @@ def paper_orderings(rows, preds):
     order agrees, and the paired test of the two rows on the same pairs, pooled over the
     seeds both ran (summed discordant counts; ``None`` without common predictions).
     """
-    import numpy as np  # pylint: disable=import-outside-toplevel
     named = [row for row, r in rows.items() if r.get("paper") is not None]
     out = []
     for i, a in enumerate(named):
@@ -277,9 +285,7 @@ def paper_orderings(rows, preds):
             if rows[a]["paper"] == rows[b]["paper"]:
                 continue
             hi, lo = (a, b) if rows[a]["paper"] > rows[b]["paper"] else (b, a)
-            both = [(s, preds[(hi, s)], preds.get((lo, s))) for r, s in sorted(preds) if r == hi]
-            tests = [dict(paired(p[0], q[0], p[1]), seed=s) for s, p, q in both
-                     if p is not None and q is not None and np.array_equal(p[1], q[1])]
+            tests = seed_tests(preds, hi, lo)
             acc_hi, acc_lo, seeds = _on_common_seeds(rows[hi], rows[lo])
             out.append({"higher": hi, "lower": lo, "paper_higher": rows[hi]["paper"],
                         "paper_lower": rows[lo]["paper"], "ours_higher": acc_hi,
