@@ -278,6 +278,16 @@ def test_report_text_plots_and_readme_block(fabricated, tmp_path):
     assert "| VIRT-encoder | 3 |" in new and "**QQP" in new
 
 
+def test_cached_costs_read_from_an_earlier_results_file(tmp_path):
+    results_file = tmp_path / "results.json"
+    assert report.cached_costs(str(results_file)) is None  # no earlier report
+    results_file.write_text(json.dumps({"tasks": {}}))
+    assert report.cached_costs(str(results_file)) is None  # an earlier report without costs
+    costs = {"settings": {"batch_size": 8}, "variants": {"virt": {"flops_per_pair": 2e7}}}
+    results_file.write_text(json.dumps({"tasks": {}, "online_cost": costs}))
+    assert report.cached_costs(str(results_file)) == costs
+
+
 def test_report_only_command_line_reuses_the_cached_costs(fabricated, tmp_path):
     """tools/reproduce.py --report_only on the fabricated runs: no training, no profiling
     (every model kind is in the results.json of an earlier report)."""

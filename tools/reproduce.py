@@ -60,6 +60,8 @@ def define_flags():
     flags.DEFINE_bool("alignment", True, "Measure per-layer L_virt of each student (plot).")
     flags.DEFINE_bool("online_cost", True, "Profile each row's online FLOPs and latency per "
                       "pair (MiniLM-L6 dimensions; once per model kind, kept in results.json).")
+    flags.DEFINE_bool("remeasure_online_cost", False, "Profile every row's online cost again "
+                      "instead of reusing results.json's (do it with the cores idle).")
 
 
 PATH_FLAGS = (PathFlag("data_root", paths.INPUT_DIR, unless=("report_only", "plan")),
@@ -121,10 +123,7 @@ def write_report(cells, grid, output, tasks, overrides, left_out):
                            "overrides": overrides, "train_flags": FLAGS.train_flags}
     results_file = os.path.join(output, "results.json")
     if FLAGS.online_cost and summary["tasks"]:
-        cache = None
-        if os.path.exists(results_file):
-            with open(results_file, encoding="utf-8") as f:
-                cache = json.load(f).get("online_cost")
+        cache = None if FLAGS.remeasure_online_cost else report.cached_costs(results_file)
         rows = list(dict.fromkeys(r for b in summary["tasks"].values() for r in b["rows"]))
         report.attach_costs(summary, grid, report.online_costs(grid, rows, cache))
     names = plots.make_plots(summary, output)

@@ -375,6 +375,14 @@ def online_variant(grid, row):
     return key, model, options
 
 
+def cached_costs(results_file):
+    """The ``online_cost`` kept in an earlier ``results.json``, or None (no file, no key)."""
+    if not os.path.exists(results_file):
+        return None
+    with open(results_file, encoding="utf-8") as f:
+        return json.load(f).get("online_cost")
+
+
 def online_costs(grid, rows, cache=None, profiler=None, log=print):
     """Online cost per pair of every row's model kind: ``{"settings", "variants"}``.
 
