@@ -35,7 +35,8 @@ def test_sample_profile_cells(sample):
     assert sorted(mnli[1:]) == sorted([(r, s) for r in SEEDS3 for s in (0, 1, 2)] +
                                       [(r, 0) for r in SEED0])
     qqp = [(c["row"], c["seed"]) for c in cells if c["task"] == "qqp"]
-    assert qqp == [("teacher", 0), ("siamese", 0), ("virt", 0), ("dse", 0), ("recipe", 0)]
+    assert qqp == [("teacher", 0), ("siamese", 0), ("wo_virt", 0), ("virt", 0), ("dse", 0),
+                   ("recipe", 0)]
     assert {c["lr"] for c in cells} == {5e-5} and not any(c["tuned"] for c in cells)
     assert {c["dir"] for c in cells} >= {"runs/mnli/virt/lr5e-5_s2",
                                          "runs/mnli/teacher/lr5e-5_s0",
@@ -194,6 +195,6 @@ def test_plan_command_line(tmp_path):
                           env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = proc.stdout.splitlines()
-    assert sum(" seed " in l for l in lines) == 31
-    assert "31 cells (0 done)" in proc.stdout and "left out" not in proc.stdout
+    assert sum(" seed " in l for l in lines) == 32
+    assert "32 cells (0 done)" in proc.stdout and "left out" not in proc.stdout
     assert not os.listdir(tmp_path)  # nothing ran, nothing written
