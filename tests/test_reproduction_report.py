@@ -374,7 +374,13 @@ def test_virt_effect_is_pooled_over_the_seeds_both_rows_ran():
     text = "\n".join(report.virt_effect_lines(
         {"tasks": {"mnli": {"rows": {"v": {"label": "V"}, "b": {"label": "B"}},
                             "virt_effects": [e]}}}))
-    assert "| V | 0 | 66.7 | 50.0 | +16.7 | 1 / 0, p = 1 | 1 / 0, p = 1 | +2.0 |" in text
+    assert "| MNLI | V | 0 | 66.7 | 50.0 | +16.7 | 1 / 0, p = 1 | 1 / 0, p = 1 | +2.0 |" in text
+    two = report.virt_effect_lines(
+        {"tasks": {t: {"rows": {"v": {"label": "V"}}, "virt_effects": [e]}
+                   for t in ("mnli", "qqp")}})
+    assert [line.split(" | ")[0] for line in two if line.startswith("| ")][1:] == [
+        "| MNLI", "| QQP"]                         # one table, a row per task
+    assert sum(line.startswith("| task |") for line in two) == 1
 
 
 def test_readme_block_carries_the_l_virt_table(fabricated):
@@ -386,7 +392,7 @@ def test_readme_block_carries_the_l_virt_table(fabricated):
                                                "mcnemar_p": 0.2}}
     summary["tasks"]["mnli"]["virt_effects"] = [effect]
     block = report.format_readme_block(summary, fabricated["grid"], "results/sample")
-    assert "What L_virt adds" in block and "| VIRT-encoder | 0 | 61.0 | 60.0 | +1.0 |" in block
+    assert "What L_virt adds" in block and "| MNLI | VIRT-encoder | 0 | 61.0 | 60.0 | +1.0 |" in block
 
 
 def test_rows_at_nearby_costs_share_a_label_but_far_ones_do_not():

@@ -214,20 +214,14 @@ def virt_effect(rows, preds, teacher, row, base):
 
 
 def virt_effect_lines(summary):
-    """REPORT.md's table of what L_virt adds to each row that has a twin without it."""
+    """The table of what L_virt adds to each row that has a twin without it: one table,
+    every task's rows under a ``task`` column."""
     lines = []
     for task, block in summary["tasks"].items():
-        effects = block.get("virt_effects") or []
-        if not effects:
-            continue
         rows = block["rows"]
-        lines += [f"**{task.upper()}**", "",
-                  "| row | seeds | with L_virt | without | difference | only with / only "
-                  "without right, p | agreeing with the teacher: only with / only without, p "
-                  "| paper's difference |", "|" + "---|" * 8]
-        for e in effects:
+        for e in block.get("virt_effects") or []:
             right, agree = e["right"], e.get("agrees")
-            cells = [rows[e["row"]]["label"], ", ".join(map(str, e["seeds"])),
+            cells = [task.upper(), rows[e["row"]]["label"], ", ".join(map(str, e["seeds"])),
                      pct(e["accuracy"]), pct(e["base_accuracy"]),
                      f"{100 * (e['accuracy'] - e['base_accuracy']):+.1f}",
                      f"{right['only_a_right']} / {right['only_b_right']}, "
@@ -236,8 +230,11 @@ def virt_effect_lines(summary):
                      f"p = {pvalue(agree['mcnemar_p'])}" if agree else "-",
                      f"{e['paper_difference']:+.1f}" if "paper_difference" in e else "-"]
             lines.append("| " + " | ".join(cells) + " |")
-        lines.append("")
-    return lines
+    if not lines:
+        return []
+    return ["| task | row | seeds | with L_virt | without | difference | only with / only "
+            "without right, p | agreeing with the teacher: only with / only without, p | "
+            "paper's difference |", "|" + "---|" * 9] + lines + [""]
 
 
 def identical_rows(preds):
