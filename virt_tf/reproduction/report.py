@@ -122,20 +122,23 @@ def summarize(cells, grid, output):
         labels = next((p[1] for p in preds.values() if p is not None), np.array([]))
         _gaps(rows)
         for (row, seed), p in preds.items():
-            if p is None or row == "teacher":
+            if p is not None and row != "teacher" and teacher is not None and \
+                    np.array_equal(teacher[1], p[1]):
+                rows[row].setdefault("agreement_per_seed", []).append(
+                    float(np.mean(p[0] == teacher[0])))
+        for row, r in rows.items():
+            if row in ("teacher", "siamese"):
                 continue
-            r = rows[row]
-            if teacher is not None and np.array_equal(teacher[1], p[1]):
-                r.setdefault("agreement_per_seed", []).append(float(np.mean(p[0] == teacher[0])))
-            base = preds.get(("siamese", seed))
-            if row == "siamese" or base is None or not np.array_equal(base[1], p[1]):
-                continue
-            r.setdefault("vs_siamese", []).append(dict(paired(p[0], base[0], p[1]), seed=seed))
-            if teacher is not None and np.array_equal(teacher[1], p[1]):
-                t = paired(p[0], base[0], teacher[0])
-                r.setdefault("agreement_vs_siamese", []).append(
+            r["vs_siamese"] = seed_tests(preds, row, "siamese")
+            if teacher is not None and all(np.array_equal(teacher[1], preds[(row, t["seed"])][1])
+                                           for t in r["vs_siamese"]):  # same pairs as teacher
+                r["agreement_vs_siamese"] = [
                     {"only_a_agrees": t["only_a_right"], "only_b_agrees": t["only_b_right"],
-                     "mcnemar_p": t["mcnemar_p"], "seed": seed})
+                     "mcnemar_p": t["mcnemar_p"], "seed": t["seed"]}
+                    for t in seed_tests(preds, row, "siamese", against=teacher[0])]
+            for key in ("vs_siamese", "agreement_vs_siamese"):
+                if not r.get(key):
+                    r.pop(key, None)
         orderings = paper_orderings(rows, preds)
         identical = identical_rows(preds)
         effects = [virt_effect(rows, preds, teacher, row, base)
