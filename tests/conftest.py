@@ -6,7 +6,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
 
-from virt_tf.paths import default_data_root  # noqa: E402  (imports nothing heavy)
+from virt_tf.cli.paths import default_data_root  # noqa: E402  (imports nothing heavy)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = default_data_root(REPO)

@@ -8,7 +8,7 @@ test does not have, so "a folder that is not writable" is simulated here: every
 Python-level call that would create, write, rename or remove a path under one of the
 folders (``os.open`` with a write flag, ``open`` in a write mode, ``os.mkdir``,
 ``os.rename``, ``os.replace``, ``os.remove``, ``os.unlink``, ``os.rmdir``) raises
-``PermissionError(EACCES)``, as the kernel would. The path checks of `virt_tf.paths`
+``PermissionError(EACCES)``, as the kernel would. The path checks of `virt_tf.cli.paths`
 run in Python before TensorFlow is imported, so they see exactly this.
 """
 import builtins

@@ -76,8 +76,8 @@ def _tiny_cross_dir(root, vocab_file, num_labels):
 def _misshaped_resume_dir(root):
     """A stage folder whose checkpoint holds a 3-label model (rte has 2 labels)."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    from virt_tf.optimization import create_optimizer  # pylint: disable=import-outside-toplevel
-    from virt_tf.training import make_checkpoint  # pylint: disable=import-outside-toplevel
+    from virt_tf.training.optimization import create_optimizer  # pylint: disable=import-outside-toplevel
+    from virt_tf.training.stage import make_checkpoint  # pylint: disable=import-outside-toplevel
     from virt_tf.config import preset  # pylint: disable=import-outside-toplevel
     from virt_tf.modeling.encoder import EncoderConfig  # pylint: disable=import-outside-toplevel
     from virt_tf.models.registry import build_classifier, build_now  # pylint: disable=import-outside-toplevel
@@ -309,7 +309,7 @@ def test_every_case_is_checked(results):
 def test_a_bug_is_not_bad_input(repo_dir):
     """Only `UserError`s become one line and exit 2; any other exception, even a plain
     ValueError from inside the program, keeps its traceback and exits 1."""
-    code = ("from virt_tf.cli import run_cli\n"
+    code = ("from virt_tf.cli.common import run_cli\n"
             "def buggy():\n    return int('not a number')\n"
             "run_cli(buggy)\n")
     proc = subprocess.run([sys.executable, "-c", code], cwd=repo_dir, capture_output=True,
@@ -318,7 +318,7 @@ def test_a_bug_is_not_bad_input(repo_dir):
     assert proc.returncode == 1
     assert "Traceback" in proc.stderr and "ValueError: invalid literal" in proc.stderr
     assert not any(l.startswith("error:") for l in proc.stderr.splitlines())
-    user = ("from virt_tf.cli import run_cli\nfrom virt_tf.errors import DataError\n"
+    user = ("from virt_tf.cli.common import run_cli\nfrom virt_tf.errors import DataError\n"
             "def bad():\n    raise DataError('x.tsv:3: unknown label')\nrun_cli(bad)\n")
     proc = subprocess.run([sys.executable, "-c", user], cwd=repo_dir, capture_output=True,
                           text=True, timeout=120, env=dict(os.environ, PYTHONPATH=repo_dir))

@@ -215,7 +215,7 @@ def test_cross_model_has_no_cache(tmp_path, vocab_file, setup):
 
 
 def test_run_cli_turns_bad_input_into_exit_2(tmp_path, capsys):
-    from virt_tf.cli import run_cli
+    from virt_tf.cli.common import run_cli
     from virt_tf.encode import read_texts
 
     (tmp_path / "bad.tsv").write_text("only-one-field\n")

@@ -164,7 +164,7 @@ def test_trained_model_directory_starts_another_task(tmp_path, small_vocab, mode
     from conftest import save_tiny_classifier
     d = tmp_path / model_name
     classifier = save_tiny_classifier(d, model_name, small_vocab, max_seq_length=32)
-    from virt_tf.loading import read_init_checkpoint
+    from virt_tf.inference.matcher import read_init_checkpoint
     canon = {n: v.numpy() for n, v in ck.encoder_variables(classifier.encoder).items()}
     pre = read_init_checkpoint(str(d))
     assert sorted(pre.weights) == sorted(canon)

@@ -52,7 +52,7 @@ def test_compare_counts_discordant_pairs_and_agreement():
 
 
 def _save(directory, split, classes, examples):
-    from virt_tf.training import save_predictions
+    from virt_tf.training.stage import save_predictions
     os.makedirs(directory, exist_ok=True)
     (directory / "model_config.json").write_text("{}")  # what the path check looks for
     save_predictions(str(directory), split, np.eye(3, dtype=np.float32)[classes], examples)
@@ -62,7 +62,7 @@ def test_saved_predictions_are_compared_without_models(tmp_path):
     import subprocess
     from virt_tf.data.tasks import Example
     from virt_tf.errors import ConfigError
-    from virt_tf.predictions import read_same_pairs
+    from virt_tf.evaluation.predictions import read_same_pairs
     examples = [Example(f"premise {i}", f"hypothesis {i}", i % 3) for i in range(6)]
     _save(tmp_path / "a", "dev", [0, 1, 2, 0, 1, 0], examples)   # right on 0-4
     _save(tmp_path / "b", "dev", [1, 1, 2, 1, 1, 2], examples)   # right on 1, 2, 4, 5

@@ -1,4 +1,4 @@
-"""SavedModel export for TF Serving (`virt_tf.export`, `virt_tf.serving`) on tiny models."""
+"""SavedModel export for TF Serving (`virt_tf.export`, `virt_tf.inference.serving`) on tiny models."""
 import json
 import os
 import subprocess
@@ -93,7 +93,7 @@ def test_next_version_and_no_silent_overwrite(exported, tmp_path):
 
 
 def test_model_savedmodel_has_no_tensorflow_text_op(exported):
-    from virt_tf.serving import non_core_ops, saved_model_op_types
+    from virt_tf.inference.serving import non_core_ops, saved_model_op_types
 
     for name in ("virt", "cross"):
         info = exported[name][2]
@@ -199,7 +199,7 @@ def test_saved_model_cli_lists_signatures(exported):
 
 def test_score_wrong_dtype_or_shape_gives_clear_error(exported):
     import tensorflow as tf
-    from virt_tf.serving import ExportedModel, ServingInputError
+    from virt_tf.inference.serving import ExportedModel, ServingInputError
 
     model = ExportedModel(exported["virt"][2]["model_path"])
     assert model.hidden_size == 16

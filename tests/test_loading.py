@@ -18,7 +18,7 @@ Y = [0, 1, 0, 1, 0, 1, 0, 1]
 def test_load_a_trained_directory_and_score_text_pairs(tmp_path, vocab_file):
     """Three lines from a trained directory to probabilities of raw text pairs."""
     from conftest import save_tiny_classifier
-    from virt_tf.evaluation import predict_probs
+    from virt_tf.evaluation.metrics import predict_probs
     clf = save_tiny_classifier(tmp_path / "m", "virt", vocab_file, 24, labels=("yes", "no"))
 
     import virt_tf

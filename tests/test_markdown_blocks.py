@@ -1,8 +1,8 @@
-"""Generated Markdown blocks (`virt_tf.markdown_blocks`)."""
+"""Generated Markdown blocks (`virt_tf.reproduction.markdown_blocks`)."""
 import pytest
 
 from virt_tf.errors import ConfigError
-from virt_tf.markdown_blocks import markers, replace_block
+from virt_tf.reproduction.markdown_blocks import markers, replace_block
 
 
 def test_only_the_named_block_is_rewritten(tmp_path):

@@ -159,7 +159,7 @@ def test_virt_gradient_reaches_the_query_key_of_every_separate_layer(name, tiny_
 def test_export_has_the_declared_signatures(name, tiny_config, tmp_path, vocab_file):
     from conftest import save_tiny_classifier
     from virt_tf import export
-    from virt_tf.serving import ExportedModel
+    from virt_tf.inference.serving import ExportedModel
 
     clf = save_tiny_classifier(tmp_path / "model", name, vocab_file, 24)
     info = export.export(str(tmp_path / "model"), str(tmp_path / "serving"))

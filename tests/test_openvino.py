@@ -41,7 +41,7 @@ def exported(model):
 
 
 def test_export_writes_the_encode_signature_as_an_openvino_model(model, exported):
-    from virt_tf.openvino_backend import IR_NAME, read_info
+    from virt_tf.inference.openvino import IR_NAME, read_info
     from virt_tf.encode import model_fingerprint
     folder = exported["openvino_path"]
     assert folder.endswith(os.path.join("virt_openvino", "1"))
@@ -65,9 +65,9 @@ def test_export_writes_the_encode_signature_as_an_openvino_model(model, exported
 def test_openvino_states_equal_tensorflow_states(model, exported, vocab_file):
     from virt_tf.data.tokenization import BertPairPreprocessor
     from virt_tf.encode import encode_texts
-    from virt_tf.loading import load
-    from virt_tf.openvino_backend import OpenVinoEncoder, IR_NAME
-    from virt_tf.serving import ModelServer
+    from virt_tf.inference.matcher import load
+    from virt_tf.inference.openvino import OpenVinoEncoder, IR_NAME
+    from virt_tf.inference.serving import ModelServer
 
     matcher = load(model["model_dir"])
     prep = BertPairPreprocessor(vocab_file, True, MAX_SEQ)
@@ -115,7 +115,7 @@ def test_a_cache_from_either_backend_scores_the_same(model, exported, tmp_path, 
 
 
 def test_text_matcher_encode_with_either_backend(model):
-    from virt_tf.loading import load
+    from virt_tf.inference.matcher import load
     matcher = load(model["model_dir"])
     texts = list(TEXTS.values())
     a = matcher.encode(texts, ids=list(TEXTS), batch_size=4)

@@ -76,7 +76,7 @@ def test_wheel_holds_the_configs_and_the_entry_points(wheel):
     assert "virt_tf/reproduction/grid.py" in names and "virt_tf/train.py" in names
     assert not any(n.startswith(("tests/", "tools/")) for n in names)
     for script in SCRIPTS:
-        assert f"{script} = virt_tf.console:" in entry_points
+        assert f"{script} = virt_tf.cli.console:" in entry_points
 
 
 def test_installed_package_runs_from_another_folder(wheel, tmp_path):
@@ -88,7 +88,7 @@ def test_installed_package_runs_from_another_folder(wheel, tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = dict(os.environ, PYTHONPATH=str(site), TF_CPP_MIN_LOG_LEVEL="2")
-    check = ("import virt_tf, virt_tf.config as c, virt_tf.loading; "
+    check = ("import virt_tf, virt_tf.config as c, virt_tf.inference.matcher; "
              "from virt_tf.reproduction import grid; "
              "print(virt_tf.__file__); print(c.CONFIG_DIR); "
              "print(c.load_config('mnli', 'virt')['epochs']); "

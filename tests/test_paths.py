@@ -28,7 +28,7 @@ import sys
 
 import pytest
 
-from virt_tf import paths
+from virt_tf.cli import paths
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EACCES_RUNNER = os.path.join(REPO, "tests", "eacces.py")
@@ -349,7 +349,7 @@ def test_flag_error_is_one_config_error_line(flag_results, name):
 
 # ------------------------------------------------------------------ the helper itself
 def test_checks_create_nothing_and_accept_good_paths(tmp_path):
-    from virt_tf import paths
+    from virt_tf.cli import paths
 
     (tmp_path / "in.txt").write_text("x", encoding="utf-8")
     assert paths.check_output_dir("model_dir", str(tmp_path / "a" / "b" / "c"))
@@ -363,7 +363,7 @@ def test_checks_create_nothing_and_accept_good_paths(tmp_path):
 
 
 def test_os_error_under_a_user_path_is_a_user_error_elsewhere_a_bug(tmp_path):
-    from virt_tf import paths
+    from virt_tf.cli import paths
     from virt_tf.errors import WriteError
 
     roots = [("model_dir", str(tmp_path / "run"))]
@@ -395,7 +395,7 @@ def test_os_error_under_a_user_path_is_a_user_error_elsewhere_a_bug(tmp_path):
 
 def test_tensorflow_io_error_under_a_user_path_is_a_user_error(tmp_path):
     import tensorflow as tf
-    from virt_tf import paths
+    from virt_tf.cli import paths
     from virt_tf.errors import WriteError
 
     roots = [("model_dir", str(tmp_path / "run"))]
@@ -411,7 +411,7 @@ def test_tensorflow_io_error_under_a_user_path_is_a_user_error(tmp_path):
 
 
 def test_write_fault_spec():
-    from virt_tf.safe_writes import parse_write_fault
+    from virt_tf.training.safe_writes import parse_write_fault
 
     assert parse_write_fault("checkpoint@3:ENOSPC") == ("checkpoint", 3, errno.ENOSPC)
     assert parse_write_fault("model:EACCES") == ("model", None, errno.EACCES)
@@ -438,7 +438,7 @@ def test_eacces_runner_refuses_writes_under_its_folder(tmp_path):
 
 
 def test_a_full_disk_is_refused_before_any_work(tmp_path, monkeypatch):
-    from virt_tf import paths
+    from virt_tf.cli import paths
     from virt_tf.errors import PathError
 
     monkeypatch.setattr(paths, "_free_bytes", lambda folder: 4096)
@@ -450,7 +450,7 @@ def test_a_full_disk_is_refused_before_any_work(tmp_path, monkeypatch):
 
 
 def test_os_error_under_an_input_is_a_path_error_not_a_write_error(tmp_path):
-    from virt_tf import paths
+    from virt_tf.cli import paths
     from virt_tf.errors import PathError, WriteError
 
     roots = [("data_dir", str(tmp_path / "data"), paths.INPUT_DIR),

@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from virt_tf import precision
+from virt_tf.training import precision
 from virt_tf.data.tokenization import BertPairPreprocessor
 from virt_tf.losses import TaskLoss, VirtLoss
 from virt_tf.models import registry
 from virt_tf.models.virt import VirtModel
-from virt_tf.optimization import WarmupLinearDecay, create_optimizer
-from virt_tf.training import precision_scope
+from virt_tf.training.optimization import WarmupLinearDecay, create_optimizer
+from virt_tf.training.stage import precision_scope
 
 A = ["the cat sat on the mat", "a dog runs fast", "the red car is not big", "a tree is green",
      "the house is small", "a blue car runs slow"]
@@ -70,7 +70,7 @@ def test_auto_is_resolved_recorded_and_a_resume_elsewhere_refused(tmp_path, voca
     stage.json); resuming where ``auto`` picks another policy is refused, not silently
     different."""
     from test_resume_settings import _cfg, _data, _prep, _teacher  # pylint: disable=import-outside-toplevel
-    from virt_tf import training  # pylint: disable=import-outside-toplevel
+    from virt_tf.training import stage as training  # pylint: disable=import-outside-toplevel
     from virt_tf.errors import StageError  # pylint: disable=import-outside-toplevel
     monkeypatch.setattr(precision, "gpu_compute_capabilities", lambda: [])
     monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
@@ -228,7 +228,7 @@ def test_an_overflowing_step_is_skipped_then_training_goes_on(tiny_config, batch
 
 
 def test_loss_scale_and_both_counters_are_checkpointed(tmp_path, tiny_config, batch):
-    from virt_tf.training import make_checkpoint, restore_checkpoint  # pylint: disable=import-outside-toplevel
+    from virt_tf.training.stage import make_checkpoint, restore_checkpoint  # pylint: disable=import-outside-toplevel
     features, labels = batch
     data = tf.data.Dataset.from_tensors((features, labels))
     _, student, model = _virt_models(tiny_config, "mixed_float16")

@@ -1,4 +1,4 @@
-"""virt_tf.profiling and tools/profile_flops.py: FLOP counting, the online functions, the
+"""virt_tf.benchmarks.profiling and tools/profile_flops.py: FLOP counting, the online functions, the
 report (tiny sizes)."""
 import json
 import os
@@ -13,7 +13,7 @@ TOOL = os.path.join(REPO, "tools", "profile_flops.py")
 
 @pytest.fixture(scope="module")
 def tool():
-    from virt_tf import profiling
+    from virt_tf.benchmarks import profiling
     return profiling
 
 

@@ -288,7 +288,7 @@ def test_eq9_fusion_classifier_matches_reference(form, activation):
 @pytest.mark.parametrize("peak,total,warmup", [(5e-5, 1000, 100), (2e-5, 37, 3)])
 def test_warmup_then_linear_decay_closed_form(peak, total, warmup):
     """`lr(s) = peak s / w` for s < w, `peak (T - s) / (T - w)` for w <= s <= T, 0 after T."""
-    from virt_tf.optimization import WarmupLinearDecay, create_optimizer
+    from virt_tf.training.optimization import WarmupLinearDecay, create_optimizer
 
     def closed(s):
         if s < warmup:

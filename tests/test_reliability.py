@@ -220,7 +220,7 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(
 
 def test_nan_guard_stops_on_inf_and_nan_in_any_loss_term():
     import types  # pylint: disable=import-outside-toplevel
-    from virt_tf.training import NanGuard  # pylint: disable=import-outside-toplevel
+    from virt_tf.training.stage import NanGuard  # pylint: disable=import-outside-toplevel
 
     class _Iterations:
         def numpy(self):
@@ -243,7 +243,7 @@ def _tiny_cross(seed, num_labels=2):
     from virt_tf.config import preset  # pylint: disable=import-outside-toplevel
     from virt_tf.modeling.encoder import EncoderConfig  # pylint: disable=import-outside-toplevel
     from virt_tf.models.registry import build_classifier, build_now  # pylint: disable=import-outside-toplevel
-    from virt_tf.optimization import create_optimizer  # pylint: disable=import-outside-toplevel
+    from virt_tf.training.optimization import create_optimizer  # pylint: disable=import-outside-toplevel
 
     keras.utils.set_random_seed(seed)
     config = EncoderConfig.from_dict(dict(preset("tiny"), vocab_size=200,
@@ -267,7 +267,7 @@ def _batches():
 
 def test_checkpoint_restores_weights_adam_state_and_dropout_rng(tmp_path):
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    from virt_tf.training import make_checkpoint, restore_checkpoint  # pylint: disable=import-outside-toplevel
+    from virt_tf.training.stage import make_checkpoint, restore_checkpoint  # pylint: disable=import-outside-toplevel
 
     trained, opt = _tiny_cross(seed=1)
     trained.fit(_batches(), epochs=1, verbose=0)

@@ -42,7 +42,7 @@ def _prep(vocab_file, length=32):
 @pytest.fixture(scope="module")
 def stage(tmp_path_factory, vocab_file):
     """A finished VIRT stage whose metrics.json is removed: its checkpoints can be resumed."""
-    from virt_tf import training
+    from virt_tf.training import stage as training
     directory = str(tmp_path_factory.mktemp("stage") / "virt")
     teacher = _teacher(0)
     training.run_stage("virt", directory, _cfg(), _data(), None, _prep(vocab_file), teacher,
@@ -65,7 +65,7 @@ CHANGES = {
 
 @pytest.mark.parametrize("name", sorted(CHANGES))
 def test_resume_refuses_a_changed_setting(stage, vocab_file, name):
-    from virt_tf import training
+    from virt_tf.training import stage as training
     from virt_tf.errors import StageError
     directory, teacher = stage
     changes, other, expected = CHANGES[name]
@@ -82,7 +82,7 @@ def test_resume_refuses_a_changed_setting(stage, vocab_file, name):
 def test_resume_with_the_same_settings_finishes(stage, vocab_file):
     """The same settings resume (nothing is refused), and a setting that does not change the
     result (how often checkpoints are written) may change."""
-    from virt_tf import training
+    from virt_tf.training import stage as training
     directory, teacher = stage
     _, metrics = training.run_stage("virt", directory, _cfg(checkpoint_steps=7), _data(), None,
                                     _prep(vocab_file), teacher, verbose=0)
@@ -94,7 +94,7 @@ def test_a_resumed_run_reports_the_training_time_of_every_session(stage, vocab_f
     """train_seconds counts the first session (up to its last checkpoint) too, not only the
     time since the resume (here the resume has no step left, so nearly all of it is earlier)."""
     import json
-    from virt_tf import training
+    from virt_tf.training import stage as training
     directory, teacher = stage
     if os.path.exists(os.path.join(directory, training.METRICS_FILE)):
         os.remove(os.path.join(directory, training.METRICS_FILE))
@@ -109,7 +109,7 @@ def test_a_resumed_run_reports_the_training_time_of_every_session(stage, vocab_f
 
 def test_train_clock_ignores_a_record_of_another_step(tmp_path):
     import json
-    from virt_tf.training import TrainClock
+    from virt_tf.training.stage import TrainClock
     path = str(tmp_path / "clock.json")
     with open(path, "w", encoding="utf-8") as f:
         f.write('{"step": 5, "seconds": 100.0}')
@@ -126,7 +126,7 @@ def test_an_option_added_later_counts_as_its_default_in_an_older_stage_file(tmp_
     """A stage file written before an option existed lacks it: the option's base default
     resumes, any other value is refused (adding an option breaks no older checkpoint)."""
     import json
-    from virt_tf import training
+    from virt_tf.training import stage as training
     from virt_tf.errors import StageError
     defaults = training.base_defaults()
     assert defaults["virt_pairs"] == "all"

@@ -1,11 +1,11 @@
-"""The lever screen's table (`virt_tf.screen`) from fabricated runs."""
+"""The lever screen's table (`virt_tf.reproduction.screen`) from fabricated runs."""
 import json
 
 import numpy as np
 import pytest
 
-from virt_tf.screen import format_screen, read_screen, screen_rows
-from virt_tf.stats import mcnemar_exact
+from virt_tf.reproduction.screen import format_screen, read_screen, screen_rows
+from virt_tf.evaluation.stats import mcnemar_exact
 
 
 def _run(folder, preds, labels, accuracy_of=None, **metrics):
@@ -93,7 +93,7 @@ def test_a_run_at_another_seed_is_tested_against_the_reference_of_its_seed(tmp_p
         "recipe_s2 a2 --model=siamese --seed=2 --recipe=x\nother_s1 a1 --model=dse --seed=1\n"
         "recipe_s5 a2 --model=siamese --seed=5 --recipe=x\n")
     runs = read_screen(tmp_path / "s.txt")
-    from virt_tf.screen import references_by_seed
+    from virt_tf.reproduction.screen import references_by_seed
     assert references_by_seed(runs, "siamese") == {0: "siamese", 1: "siamese_s1",
                                                    2: "siamese_s2"}
     rows = {r["name"]: r for r in screen_rows(runs, "siamese", "t", root=str(tmp_path))}

@@ -63,7 +63,7 @@ def test_saved_model_reproduces_the_recorded_loss(pipeline_run, shared_data):
     """The dev cross-entropy in metrics.json is a fingerprint of the weights (accuracy over 40
     examples is not): the saved directory, reloaded, must give it back."""
     import numpy as np
-    from virt_tf.loading import load
+    from virt_tf.inference.matcher import load
 
     out, _ = pipeline_run
     with open(out / "metrics.json") as f:

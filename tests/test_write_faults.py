@@ -2,7 +2,7 @@
 
 ``--debug_write_fault`` makes one write of the last stage fail as a full disk
 (ENOSPC) or a read-only folder (EACCES) would, after a part of it reached the disk
-(`virt_tf.safe_writes.inject_write_fault`). Three runs of the tiny preset (32
+(`virt_tf.training.safe_writes.inject_write_fault`). Three runs of the tiny preset (32
 training pairs, batch 8: 4 steps an epoch, 2 epochs, a checkpoint every step):
 
 * the pipeline (teacher, then VIRT student), the student's checkpoint of step 3
@@ -165,7 +165,7 @@ def test_a_real_enospc_in_the_weights_writer_is_a_write_error_and_leaves_no_part
     from virt_tf.errors import WriteError
     from virt_tf.modeling.encoder import EncoderConfig
     from virt_tf.models import registry
-    from virt_tf.safe_writes import final_write
+    from virt_tf.training.safe_writes import final_write
 
     model = registry.build_now(registry.build_classifier(
         "cross", EncoderConfig.from_dict(preset("tiny")), 2))
@@ -184,7 +184,7 @@ def test_a_real_enospc_in_the_weights_writer_is_a_write_error_and_leaves_no_part
 def test_a_rerun_removes_what_a_killed_process_left_half_written(tmp_path):
     """SIGKILL during `write_text_atomic` or a checkpoint save leaves a temporary part
     (named by the dead process); the next start of the stage removes it and keeps the rest."""
-    from virt_tf.safe_writes import remove_stale_parts
+    from virt_tf.training.safe_writes import remove_stale_parts
 
     ckpt = tmp_path / "checkpoints"
     (ckpt / "ckpt-4_temp").mkdir(parents=True)

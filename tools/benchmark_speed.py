@@ -23,11 +23,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import flags, logging  # noqa: E402
 
-from virt_tf import paths  # noqa: E402
-from virt_tf import cli  # noqa: E402
+from virt_tf.cli import paths  # noqa: E402
+from virt_tf.cli import common as cli  # noqa: E402
 from virt_tf.benchmarks import report, suite  # noqa: E402
 from virt_tf.errors import ConfigError  # noqa: E402
-from virt_tf.paths import PathFlag  # noqa: E402
+from virt_tf.cli.paths import PathFlag  # noqa: E402
 
 FLAGS = flags.FLAGS
 DEFAULT_DATA = paths.default_data_root(REPO)
@@ -111,7 +111,7 @@ def _main():
             results["versus_baseline"] = report.versus_baseline(results, json.load(f))
     print(report.format_report(results))
     if FLAGS.output:
-        from virt_tf.training import write_json  # pylint: disable=import-outside-toplevel
+        from virt_tf.training.stage import write_json  # pylint: disable=import-outside-toplevel
         write_json(FLAGS.output, results)
         print(f"wrote {FLAGS.output}")
     return 0

@@ -21,11 +21,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import flags  # noqa: E402
 
-from virt_tf import paths  # noqa: E402
-from virt_tf.cli import run  # noqa: E402
+from virt_tf.cli import paths  # noqa: E402
+from virt_tf.cli.common import run  # noqa: E402
 from virt_tf.errors import ConfigError  # noqa: E402
-from virt_tf.paths import PathFlag  # noqa: E402
-from virt_tf.stats import compare, mcnemar_exact  # noqa: E402,F401
+from virt_tf.cli.paths import PathFlag  # noqa: E402
+from virt_tf.evaluation.stats import compare, mcnemar_exact  # noqa: E402,F401
 
 FLAGS = flags.FLAGS
 
@@ -56,7 +56,7 @@ def main():
 
 def _compare():
     if FLAGS.saved:
-        from virt_tf.predictions import read_same_pairs  # pylint: disable=import-outside-toplevel
+        from virt_tf.evaluation.predictions import read_same_pairs  # pylint: disable=import-outside-toplevel
         classes, labels, split = read_same_pairs(FLAGS.model_dirs)
         root = os.path.dirname(os.path.normpath(FLAGS.model_dirs[0]))
         predictions = {os.path.relpath(d, root): c for d, c in classes.items()}
@@ -66,9 +66,9 @@ def _compare():
 
 
 def _score():
-    from virt_tf.evaluation import predict_probs  # pylint: disable=import-outside-toplevel
-    from virt_tf.loading import load  # pylint: disable=import-outside-toplevel
-    from virt_tf.training import load_predictions  # pylint: disable=import-outside-toplevel
+    from virt_tf.evaluation.metrics import predict_probs  # pylint: disable=import-outside-toplevel
+    from virt_tf.inference.matcher import load  # pylint: disable=import-outside-toplevel
+    from virt_tf.training.stage import load_predictions  # pylint: disable=import-outside-toplevel
 
     predictions, labels, task_name, split = {}, None, None, None
     for d in FLAGS.model_dirs:
@@ -113,7 +113,7 @@ def _report(predictions, labels, task_name, split):
                 print(f"| {p['a']} | {p['b']} | {p['only_a_agrees']} | {p['only_b_agrees']} | "
                       f"{p['agreement_p']:.3g} |")
     if FLAGS.output:
-        from virt_tf.training import write_json  # pylint: disable=import-outside-toplevel
+        from virt_tf.training.stage import write_json  # pylint: disable=import-outside-toplevel
         write_json(FLAGS.output, dict(result, task=task_name, split=split, examples=len(labels)))
     return 0
 

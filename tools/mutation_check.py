@@ -76,19 +76,19 @@ MUTATIONS = {
         [REF + "test_eq9_fusion_classifier_matches_reference"]),
     "schedule_off_by_one": (
         "warmup one step ahead",
-        [("virt_tf/optimization.py", "warm = self.peak * step / max(1, self.warmup_steps)",
+        [("virt_tf/training/optimization.py", "warm = self.peak * step / max(1, self.warmup_steps)",
           "warm = self.peak * (step + 1) / max(1, self.warmup_steps)")],
         [REF + "test_warmup_then_linear_decay_closed_form"]),
     "f1_class_0": (
         "F1 of class 0",
-        [("virt_tf/evaluation.py", "p.update_state(labels == 1, pred == 1)",
+        [("virt_tf/evaluation/metrics.py", "p.update_state(labels == 1, pred == 1)",
           "p.update_state(labels == 0, pred == 0)"),
-         ("virt_tf/evaluation.py", "r.update_state(labels == 1, pred == 1)",
+         ("virt_tf/evaluation/metrics.py", "r.update_state(labels == 1, pred == 1)",
           "r.update_state(labels == 0, pred == 0)")],
         [REF + "test_f1_and_roc_auc_match_hand_computation"]),
     "auc_50_thresholds": (
         "ROC-AUC coarsened to 50 thresholds",
-        [("virt_tf/evaluation.py", "keras.metrics.AUC(num_thresholds=1000)",
+        [("virt_tf/evaluation/metrics.py", "keras.metrics.AUC(num_thresholds=1000)",
           "keras.metrics.AUC(num_thresholds=50)")],
         [REF + "test_f1_and_roc_auc_match_hand_computation"]),
     "kd_no_T2": (
@@ -103,11 +103,11 @@ MUTATIONS = {
         ["tests/test_models.py::test_logit_distillation_runs_in_a_train_step"]),
     "cli_bug_as_input": (
         "every ValueError reported as bad input",
-        [("virt_tf/cli.py", "return (UserError,)", "return (UserError, ValueError)")],
+        [("virt_tf/cli/common.py", "return (UserError,)", "return (UserError, ValueError)")],
         ["tests/test_bad_input.py::test_a_bug_is_not_bad_input"]),
     "resume_forgets_lr": (
         "resume ignores a changed learning rate",
-        [("virt_tf/training.py",
+        [("virt_tf/training/stage.py",
           'RESUME_FREE = {"checkpoint_steps", "max_eval_examples", "eval_split"}',
           'RESUME_FREE = {"checkpoint_steps", "max_eval_examples", "eval_split", '
           '"learning_rate"}')],

@@ -12,9 +12,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import flags  # noqa: E402
 
-from virt_tf import paths  # noqa: E402
-from virt_tf.cli import require_flags, run  # noqa: E402
-from virt_tf.paths import PathFlag  # noqa: E402
+from virt_tf.cli import paths  # noqa: E402
+from virt_tf.cli.common import require_flags, run  # noqa: E402
+from virt_tf.cli.paths import PathFlag  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -68,7 +68,7 @@ def _plot():
     import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     from virt_tf.data.tokenization import read_vocab  # pylint: disable=import-outside-toplevel
-    from virt_tf.loading import load  # pylint: disable=import-outside-toplevel
+    from virt_tf.inference.matcher import load  # pylint: disable=import-outside-toplevel
 
     matcher = load(FLAGS.student_dir)
     student, prep = matcher.classifier, matcher.preprocessor

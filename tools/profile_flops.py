@@ -4,7 +4,7 @@ The last two columns of Table 1 of the VIRT paper, measured here: the FLOPs and
 latency of each model's *online* part (the cross-encoder: everything, on the
 packed pair; the others: ``score`` on cached states), with their ratios to the
 cross-encoder, and the offline ``encode`` cost per text. The counting and
-timing live in `virt_tf.profiling` (see its docstring); this is its command
+timing live in `virt_tf.benchmarks.profiling` (see its docstring); this is its command
 line. Defaults are BoolQ-like lengths as in the paper.
 
     python tools/profile_flops.py --encoder=bert_base --output=flops.json
@@ -20,12 +20,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import flags, logging  # noqa: E402
 
-from virt_tf import paths  # noqa: E402
-from virt_tf.cli import run  # noqa: E402
-from virt_tf.paths import PathFlag  # noqa: E402
+from virt_tf.cli import paths  # noqa: E402
+from virt_tf.cli.common import run  # noqa: E402
+from virt_tf.cli.paths import PathFlag  # noqa: E402
 
-from virt_tf import profiling  # noqa: E402
-from virt_tf.profiling import format_table, profile  # noqa: E402
+from virt_tf.benchmarks import profiling  # noqa: E402
+from virt_tf.benchmarks.profiling import format_table, profile  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -61,7 +61,7 @@ def _main():
     results["encoder"] = FLAGS.encoder
     print(format_table(results, FLAGS.encoder))
     if FLAGS.output:
-        from virt_tf.training import write_json  # pylint: disable=import-outside-toplevel
+        from virt_tf.training.stage import write_json  # pylint: disable=import-outside-toplevel
         write_json(FLAGS.output, results)
         print(f"wrote {FLAGS.output}")
     return 0

@@ -25,10 +25,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import flags  # noqa: E402
 
-from virt_tf import paths  # noqa: E402
-from virt_tf.cli import run  # noqa: E402
+from virt_tf.cli import paths  # noqa: E402
+from virt_tf.cli.common import run  # noqa: E402
 from virt_tf.errors import ConfigError  # noqa: E402
-from virt_tf.paths import PathFlag  # noqa: E402
+from virt_tf.cli.paths import PathFlag  # noqa: E402
 from virt_tf.reproduction import grid as grid_lib  # noqa: E402
 from virt_tf.reproduction import plots, report  # noqa: E402
 

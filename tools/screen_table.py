@@ -1,4 +1,4 @@
-"""Print the table of a lever screen (`virt_tf.screen`): every finished run of a screen list
+"""Print the table of a lever screen (`virt_tf.reproduction.screen`): every finished run of a screen list
 against the reference run and the teacher, on the same evaluation pairs.
 
   python3 tools/screen_table.py [--screen=configs/screens/mnli_recipe.txt]
@@ -16,9 +16,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import flags  # noqa: E402
 
-from virt_tf import paths  # noqa: E402
-from virt_tf.cli import run  # noqa: E402
-from virt_tf.paths import PathFlag  # noqa: E402
+from virt_tf.cli import paths  # noqa: E402
+from virt_tf.cli.common import run  # noqa: E402
+from virt_tf.cli.paths import PathFlag  # noqa: E402
 
 FLAGS = flags.FLAGS
 PATH_FLAGS = (PathFlag("screen", paths.INPUT_FILE), PathFlag("teacher_dir", paths.MODEL_DIR),
@@ -44,7 +44,7 @@ def main():
 
 
 def _main():
-    from virt_tf.screen import format_screen, read_screen, screen_rows
+    from virt_tf.reproduction.screen import format_screen, read_screen, screen_rows
     rows = screen_rows(read_screen(FLAGS.screen, verdicts=True), FLAGS.reference,
                        FLAGS.teacher_dir)
     with open(os.path.join(FLAGS.teacher_dir, "metrics.json"), encoding="utf-8") as f:
@@ -52,10 +52,10 @@ def _main():
     table = format_screen(rows, FLAGS.reference, teacher)
     print(table)
     if FLAGS.update_doc:
-        from virt_tf.markdown_blocks import replace_block  # pylint: disable=import-outside-toplevel
+        from virt_tf.reproduction.markdown_blocks import replace_block  # pylint: disable=import-outside-toplevel
         replace_block(FLAGS.update_doc, "screen", table)
     if FLAGS.json:
-        from virt_tf.training import write_json  # pylint: disable=import-outside-toplevel
+        from virt_tf.training.stage import write_json  # pylint: disable=import-outside-toplevel
         write_json(FLAGS.json, {"teacher_accuracy": teacher, "rows": rows})
     return 0
 

@@ -15,8 +15,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from virt_tf import paths  # noqa: E402
-from virt_tf.cli import run_cli  # noqa: E402
+from virt_tf.cli import paths  # noqa: E402
+from virt_tf.cli.common import run_cli  # noqa: E402
 from virt_tf.errors import ConfigError  # noqa: E402
 
 

@@ -16,10 +16,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import flags  # noqa: E402
 
-from virt_tf import paths  # noqa: E402
-from virt_tf.cli import run  # noqa: E402
+from virt_tf.cli import paths  # noqa: E402
+from virt_tf.cli.common import run  # noqa: E402
 from virt_tf.errors import ConfigError  # noqa: E402
-from virt_tf.paths import PathFlag  # noqa: E402
+from virt_tf.cli.paths import PathFlag  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -99,7 +99,7 @@ def main():
 
 def _measure():
     from virt_tf.data.pipeline import eval_dataset  # pylint: disable=import-outside-toplevel
-    from virt_tf.loading import load  # pylint: disable=import-outside-toplevel
+    from virt_tf.inference.matcher import load  # pylint: disable=import-outside-toplevel
     from virt_tf.modeling.checkpoints import load_encoder  # pylint: disable=import-outside-toplevel
 
     matcher = load(FLAGS.teacher_dir)
@@ -135,7 +135,7 @@ def _measure():
         plot_rows(rows, FLAGS.plot, f"student vs teacher maps, {len(examples)} {task.name} "
                                     f"{split} pairs")
     if FLAGS.output:
-        from virt_tf.training import write_json  # pylint: disable=import-outside-toplevel
+        from virt_tf.training.stage import write_json  # pylint: disable=import-outside-toplevel
         write_json(FLAGS.output, {"task": task.name, "split": split, "examples": len(examples),
                                   "teacher": FLAGS.teacher_dir, "per_layer": rows})
     return 0

@@ -19,12 +19,12 @@ import importlib
 __version__ = "0.1.0"
 
 _LAZY = {
-    "load": "virt_tf.loading", "TextMatcher": "virt_tf.loading",
+    "load": "virt_tf.inference.matcher", "TextMatcher": "virt_tf.inference.matcher",
     "VirtModel": "virt_tf.models.virt",
     "TaskLoss": "virt_tf.losses", "VirtLoss": "virt_tf.losses",
     "LogitDistillationLoss": "virt_tf.losses", "LogitMSELoss": "virt_tf.losses",
     "virt_loss": "virt_tf.losses",
-    "recipe": "virt_tf.recipes", "recipe_names": "virt_tf.recipes",
+    "recipe": "virt_tf.config", "recipe_names": "virt_tf.config",
     "augment_pairs": "virt_tf.data.augment",
     "BertPairPreprocessor": "virt_tf.data.tokenization",
     "MODELS": "virt_tf.models.registry", "build_classifier": "virt_tf.models.registry",
@@ -39,5 +39,5 @@ def __getattr__(name):
 
 def from_checkpoint(model, num_labels, **kwargs):
     """A new model with its preprocessor: `TextMatcher.from_checkpoint`."""
-    return importlib.import_module("virt_tf.loading").TextMatcher.from_checkpoint(
+    return importlib.import_module("virt_tf.inference.matcher").TextMatcher.from_checkpoint(
         model, num_labels, **kwargs)

@@ -1,4 +1,11 @@
-"""Run configuration: YAML defaults (configs/) overridden by flags, then validated."""
+"""Run configuration: YAML defaults (configs/) overridden by flags, then validated; named
+recipes (`configs/recipes/<name>.yaml`: the run options a recipe sets, as data).
+
+``python -m virt_tf.train --recipe=NAME`` applies a recipe after the model's own options
+(flags given on the command line still win); from Python, `recipe(NAME)` gives the same
+options and the objective terms they make, for `virt_tf.VirtModel`.
+"""
+import dataclasses
 import math
 import os
 
@@ -20,7 +27,7 @@ CONFIG_DIR = find_config_dir()
 
 
 from virt_tf.errors import ConfigError  # noqa: F401 (raised here, defined with the others)
-from virt_tf.precision import CHOICES as PRECISIONS
+from virt_tf.training.precision import CHOICES as PRECISIONS
 
 
 def _load_yaml(path):
@@ -163,3 +170,31 @@ def recipe_options(name):
         raise ConfigError(f"recipe {name!r} may not set the model or the task "
                           "(a recipe works with every representation model)")
     return options
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """A named recipe: ``options`` as its YAML file sets them."""
+    name: str
+    options: dict
+
+    def config(self, task="pairs", model="siamese", **overrides):
+        """The whole run configuration of ``model`` on ``task`` under this recipe."""
+        return load_config(task, model, overrides=overrides, recipe=self.name)
+
+    def terms(self, model="siamese"):
+        """The objective terms (`virt_tf.losses`) the recipe trains ``model`` with."""
+        from virt_tf.losses import objective_from_config  # pylint: disable=import-outside-toplevel
+        return objective_from_config(self.config(model=model))
+
+    @property
+    def augment(self):
+        """``(sources, multiple)`` of its teacher-labelled augmentation (sources may be [])."""
+        cfg = self.config()
+        return list(cfg["augment"]), float(cfg["augment_multiple"])
+
+
+def recipe(name):
+    """The recipe ``name`` of configs/recipes (`ConfigError` naming the known ones)."""
+    return Recipe(name, dict(recipe_options(name)))
+

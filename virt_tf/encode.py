@@ -31,7 +31,7 @@ Texts are tokenized first, sorted by length and batched in that order (less
 padding, faster); a progress bar shows on a terminal.
 
 ``--backend=openvino`` runs the same ``encode`` signature converted by OpenVINO
-(`virt_tf.openvino_backend`; the optional package ``openvino``), from an IR of
+(`virt_tf.inference.openvino`; the optional package ``openvino``), from an IR of
 ``virt_tf.export --format=openvino`` (``--openvino_model``) or converted on the spot;
 the cache is the same (``meta.backend`` says which ran).
 """
@@ -44,9 +44,9 @@ import sys
 import numpy as np
 from absl import flags, logging
 
-from virt_tf import paths
-from virt_tf.cli import absl_main, require_flags, run
-from virt_tf.paths import PathFlag
+from virt_tf.cli import paths
+from virt_tf.cli.common import absl_main, require_flags, run
+from virt_tf.cli.paths import PathFlag
 
 FLAGS = flags.FLAGS
 CACHE_FORMAT = "virt_tf.state_cache"
@@ -279,7 +279,7 @@ def encode_cache(matcher, ids, texts, float16=False, batch_size=64, backend="ten
     of a representation model), through TensorFlow or OpenVINO: the same format either
     way; ``meta`` records the backend."""
     from virt_tf.errors import ConfigError  # pylint: disable=import-outside-toplevel
-    from virt_tf.serving import ModelServer  # pylint: disable=import-outside-toplevel
+    from virt_tf.inference.serving import ModelServer  # pylint: disable=import-outside-toplevel
     if batch_size <= 0:
         raise ConfigError(f"--batch_size must be positive, got {batch_size}")
     if backend not in BACKENDS:
@@ -289,7 +289,7 @@ def encode_cache(matcher, ids, texts, float16=False, batch_size=64, backend="ten
                           "texts together; encoding needs a model that encodes its texts "
                           "apart (siamese, virt, deformer, dipair, poly, dse)")
     if backend == "openvino":
-        from virt_tf import openvino_backend  # pylint: disable=import-outside-toplevel
+        from virt_tf.inference import openvino as openvino_backend  # pylint: disable=import-outside-toplevel
         if openvino_model:
             if not matcher.directory:
                 raise ConfigError("an exported OpenVINO model is checked against a model "
@@ -324,7 +324,7 @@ def encode_file(model_dir, input_path, output_path, float16=False, batch_size=64
     Returns a summary dict (texts, pieces, dtype, bytes, path).
     """
     from virt_tf.errors import ConfigError  # pylint: disable=import-outside-toplevel
-    from virt_tf.loading import load  # pylint: disable=import-outside-toplevel
+    from virt_tf.inference.matcher import load  # pylint: disable=import-outside-toplevel
     from virt_tf.models.registry import get_spec, read_model_config  # pylint: disable=import-outside-toplevel
 
     if batch_size <= 0:
@@ -335,7 +335,7 @@ def encode_file(model_dir, input_path, output_path, float16=False, batch_size=64
                          "part: it reads both texts together; encode needs a model that "
                          "encodes its texts apart (siamese, virt, deformer, dipair, poly, dse)")
     if backend == "openvino":  # before reading anything: a missing package is one line
-        from virt_tf.openvino_backend import require_openvino  # pylint: disable=import-outside-toplevel
+        from virt_tf.inference.openvino import require_openvino  # pylint: disable=import-outside-toplevel
         require_openvino()
     ids, texts = read_texts(input_path)
     length = max_seq_length or config.get("max_seq_length", 128)

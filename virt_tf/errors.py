@@ -2,7 +2,7 @@
 
 Each is raised where an input is checked (a flag, a data file, a checkpoint,
 a model directory, a serving request) and names the input. The entry points
-(`virt_tf.cli.run_cli`) print a `UserError` as one line ``error: ...`` and exit
+(`virt_tf.cli.common.run_cli`) print a `UserError` as one line ``error: ...`` and exit
 with code 2; any other exception is a bug and keeps its traceback (exit 1).
 The classes also derive from the built-in error a caller would expect
 (`ValueError`, `FileNotFoundError`, ...). This module imports nothing heavy.
@@ -40,7 +40,7 @@ class ServingInputError(UserError, ValueError):
 class PathError(UserError, OSError):
     """A path the user gave is of the wrong kind (a file where a folder is wanted...),
     cannot be read or written, or is empty; the message names the flag and the path.
-    Raised by `virt_tf.paths` before any work starts."""
+    Raised by `virt_tf.cli.paths` before any work starts."""
 
 
 class WriteError(PathError):

@@ -1,18 +1,18 @@
 """`python -m virt_tf.evaluate`: re-score a trained model directory on a split of its task.
 
 The task (labels, metrics, and for ``pairs`` the field names it was trained
-with) comes from the directory itself (`virt_tf.loading`); the evaluators live
-in `virt_tf.evaluation`.
+with) comes from the directory itself (`virt_tf.inference.matcher`); the evaluators live
+in `virt_tf.evaluation.metrics`.
 """
 import json
 import sys
 
 from absl import flags, logging
 
-from virt_tf import paths
-from virt_tf.cli import absl_main, require_flags, run
-from virt_tf.evaluation import compute_metrics, evaluate_examples, predict_probs  # noqa: F401
-from virt_tf.paths import PathFlag
+from virt_tf.cli import paths
+from virt_tf.cli.common import absl_main, require_flags, run
+from virt_tf.evaluation.metrics import compute_metrics, evaluate_examples, predict_probs  # noqa: F401
+from virt_tf.cli.paths import PathFlag
 
 
 FLAGS = flags.FLAGS
@@ -40,7 +40,7 @@ def _evaluate():
 
 
 def _evaluate_checked():
-    from virt_tf.loading import load  # pylint: disable=import-outside-toplevel
+    from virt_tf.inference.matcher import load  # pylint: disable=import-outside-toplevel
 
     matcher = load(FLAGS.model_dir)
     split = FLAGS.split or matcher.config.get("eval_split", "dev")
@@ -52,7 +52,7 @@ def _evaluate_checked():
     logging.info("metrics: %s", metrics)
     print(json.dumps(metrics, indent=2))
     if FLAGS.output:
-        from virt_tf.training import write_json  # pylint: disable=import-outside-toplevel
+        from virt_tf.training.stage import write_json  # pylint: disable=import-outside-toplevel
         write_json(FLAGS.output, metrics)
     return 0
 

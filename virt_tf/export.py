@@ -8,7 +8,7 @@ numbered sub-folder per version)::
 
 The model SavedModel has no tensorflow-text op (this is checked after
 writing): released TF Serving binaries embed one tensorflow-text version and
-refuse ops of another. Its signatures (see `virt_tf.serving.ModelServer`):
+refuse ops of another. Its signatures (see `virt_tf.inference.serving.ModelServer`):
 
 * siamese / virt: ``encode`` (ids of one text -> ``states``, ``mask``: the
   offline part), ``score`` (``states_a``, ``mask_a``, ``states_b``, ``mask_b`` ->
@@ -25,7 +25,7 @@ See docs/serving.md for the REST requests.
 
 ``--format=openvino`` also converts the model SavedModel's ``encode`` signature with
 OpenVINO's own converter into ``EXPORT_DIR/NAME_openvino/<version>/encode.xml`` (+
-``.bin``; `virt_tf.openvino_backend`), which ``virt_tf.encode --backend=openvino
+``.bin``; `virt_tf.inference.openvino`), which ``virt_tf.encode --backend=openvino
 --openvino_model=...`` runs (optional package ``openvino``; representation models only).
 """
 import json
@@ -35,10 +35,10 @@ import sys
 
 from absl import flags, logging
 
-from virt_tf import paths
-from virt_tf.cli import absl_main, require_flags, run
+from virt_tf.cli import paths
+from virt_tf.cli.common import absl_main, require_flags, run
 from virt_tf.errors import ConfigError, ExistingFileError
-from virt_tf.paths import PathFlag
+from virt_tf.cli.paths import PathFlag
 
 FLAGS = flags.FLAGS
 EXPORT_INFO = "virt_tf_export.json"
@@ -105,7 +105,7 @@ def _check_openvino(model_name):
     """Refuse ``--format=openvino`` without the openvino package, or for a model without
     the offline ``encode`` signature it converts."""
     from virt_tf.models.registry import get_spec  # pylint: disable=import-outside-toplevel
-    from virt_tf.openvino_backend import require_openvino  # pylint: disable=import-outside-toplevel
+    from virt_tf.inference.openvino import require_openvino  # pylint: disable=import-outside-toplevel
     require_openvino()
     if not get_spec(model_name).cls.offline:
         raise ConfigError(f"--format=openvino converts the offline encode signature; a "
@@ -121,7 +121,7 @@ def _refuse_existing(version_folders, overwrite):
 
 def _save_core_only(server, signatures, path):
     """`_save` the model SavedModel, refused (and removed) if it holds a non-core op."""
-    from virt_tf.serving import non_core_ops  # pylint: disable=import-outside-toplevel
+    from virt_tf.inference.serving import non_core_ops  # pylint: disable=import-outside-toplevel
 
     tmp = _save(server, signatures, path)
     foreign = non_core_ops(tmp)
@@ -164,7 +164,7 @@ def _convert_to_openvino(model_dir, model_path, ov_path, info):
     """Convert the ``encode`` signature of the SavedModel at ``model_path`` into
     ``ov_path`` (`export_ir`), described by ``info`` and the model's fingerprint."""
     from virt_tf.encode import model_fingerprint  # pylint: disable=import-outside-toplevel
-    from virt_tf.openvino_backend import export_ir  # pylint: disable=import-outside-toplevel
+    from virt_tf.inference.openvino import export_ir  # pylint: disable=import-outside-toplevel
     import openvino  # pylint: disable=import-outside-toplevel
     export_ir(model_path, ov_path, dict(
         info, format="openvino", openvino=openvino.__version__, converted_from=model_path,
@@ -181,9 +181,9 @@ def export(model_dir, export_dir, name=None, version=None, overwrite=False,
     """
     if fmt not in FORMATS:
         raise ConfigError(f"--format must be one of {FORMATS}, got {fmt!r}")
-    from virt_tf.loading import load  # pylint: disable=import-outside-toplevel
+    from virt_tf.inference.matcher import load  # pylint: disable=import-outside-toplevel
     from virt_tf.models.registry import read_model_config  # pylint: disable=import-outside-toplevel
-    from virt_tf.serving import ModelServer, PreprocessingServer  # pylint: disable=import-outside-toplevel
+    from virt_tf.inference.serving import ModelServer, PreprocessingServer  # pylint: disable=import-outside-toplevel
 
     model_name = read_model_config(model_dir)["model"]
     name = name or model_name

@@ -25,9 +25,9 @@ import sys
 import numpy as np
 from absl import flags, logging
 
-from virt_tf import paths
-from virt_tf.cli import absl_main, require_flags, run
-from virt_tf.paths import PathFlag
+from virt_tf.cli import paths
+from virt_tf.cli.common import absl_main, require_flags, run
+from virt_tf.cli.paths import PathFlag
 
 FLAGS = flags.FLAGS
 
@@ -127,9 +127,9 @@ def score_file(model_dir, cache_paths, pairs_path, batch_size=256, show_progress
     """
     from virt_tf.encode import model_fingerprint, progress_bar, read_cache  # pylint: disable=import-outside-toplevel
     from virt_tf.errors import ConfigError  # pylint: disable=import-outside-toplevel
-    from virt_tf.loading import load  # pylint: disable=import-outside-toplevel
+    from virt_tf.inference.matcher import load  # pylint: disable=import-outside-toplevel
     from virt_tf.models.registry import get_spec, read_model_config  # pylint: disable=import-outside-toplevel
-    from virt_tf.serving import ModelServer  # pylint: disable=import-outside-toplevel
+    from virt_tf.inference.serving import ModelServer  # pylint: disable=import-outside-toplevel
 
     if batch_size <= 0:
         raise ConfigError(f"--batch_size must be positive, got {batch_size}")

@@ -24,11 +24,11 @@ import time
 
 from absl import flags, logging
 
-from virt_tf import paths
-from virt_tf.cli import absl_main, run
+from virt_tf.cli import paths
+from virt_tf.cli.common import absl_main, run
 from virt_tf.config import model_names
-from virt_tf.paths import PathFlag
-from virt_tf.safe_writes import parse_write_fault
+from virt_tf.cli.paths import PathFlag
+from virt_tf.training.safe_writes import parse_write_fault
 
 FLAGS = flags.FLAGS
 
@@ -131,7 +131,7 @@ flags.DEFINE_string("debug_write_fault", None, "Testing only: fail one write of 
                     "checkpoint of that step) or model:ERRNO (the final model files), ERRNO "
                     "ENOSPC or EACCES.")
 
-# Every path flag, checked before any work (`virt_tf.paths`).
+# Every path flag, checked before any work (`virt_tf.cli.paths`).
 PATH_FLAGS = (PathFlag("data_dir", paths.INPUT_DIR), PathFlag("teacher_dir", paths.MODEL_DIR),
               PathFlag("init_checkpoint", paths.CHECKPOINT, unless=("encoder_preset",)),
               PathFlag("vocab_file", paths.INPUT_FILE),
@@ -227,7 +227,7 @@ def make_task(cfg):
 
 def _train():
     """Check the flags and every path, then train; OS errors on the user's paths are
-    user errors (`virt_tf.paths.os_errors_as_user_errors`)."""
+    user errors (`virt_tf.cli.paths.os_errors_as_user_errors`)."""
     from virt_tf.config import ConfigError  # pylint: disable=import-outside-toplevel
 
     # Configuration, paths and data first: their errors need no TensorFlow and come at once.
@@ -254,12 +254,12 @@ def _train_checked():
     task = make_task(cfg)
     data = load_data(cfg, task)
 
-    from virt_tf.distribute import get_strategy, is_chief  # pylint: disable=import-outside-toplevel
+    from virt_tf.training.distribute import get_strategy, is_chief  # pylint: disable=import-outside-toplevel
     # before anything places a tensor: a strategy may split the CPU into devices
     strategy = get_strategy(FLAGS.distribution_strategy, FLAGS.tpu, FLAGS.cpu_devices)
     from virt_tf.data.tokenization import BertPairPreprocessor  # pylint: disable=import-outside-toplevel
     from virt_tf.losses import needs_teacher, objective_from_config  # pylint: disable=import-outside-toplevel
-    from virt_tf import training  # pylint: disable=import-outside-toplevel
+    from virt_tf.training import stage as training  # pylint: disable=import-outside-toplevel
 
     pretrained, vocab, lower_case = _encoder(cfg)
     _add_debug_options(cfg)
@@ -298,7 +298,7 @@ def _resolved_config():
     """`resolve_config` with its precision resolved once (``auto``: from the hardware) and
     logged; every stage of the run uses it."""
     cfg = resolve_config()
-    from virt_tf.precision import describe, resolve_precision  # pylint: disable=import-outside-toplevel
+    from virt_tf.training.precision import describe, resolve_precision  # pylint: disable=import-outside-toplevel
     cfg["precision"], cfg["_precision_reason"] = resolve_precision(cfg["precision"])
     logging.info("%s", describe(cfg["precision"], cfg["_precision_reason"]))
     return cfg
@@ -311,7 +311,7 @@ def _encoder(cfg):
     refuses a ``max_seq_length`` longer than the encoder's positions."""
     import dataclasses  # pylint: disable=import-outside-toplevel
     from virt_tf.config import ConfigError, preset  # pylint: disable=import-outside-toplevel
-    from virt_tf.loading import read_init_checkpoint  # pylint: disable=import-outside-toplevel
+    from virt_tf.inference.matcher import read_init_checkpoint  # pylint: disable=import-outside-toplevel
     from virt_tf.modeling.checkpoints import default_checkpoint_dir  # pylint: disable=import-outside-toplevel
     from virt_tf.modeling.encoder import EncoderConfig  # pylint: disable=import-outside-toplevel
 
@@ -370,7 +370,7 @@ def _teacher(cfg, data, pretrained, prep, verbose, strategy):
     results. The cross-encoder of ``--teacher_dir``, else the pipeline's teacher stage,
     trained into (or reused from) ``MODEL_DIR/teacher``."""
     from virt_tf.models.registry import load_classifier  # pylint: disable=import-outside-toplevel
-    from virt_tf import training  # pylint: disable=import-outside-toplevel
+    from virt_tf.training import stage as training  # pylint: disable=import-outside-toplevel
     if FLAGS.teacher_dir:
         teacher, metrics = _given_teacher(cfg, strategy)
     else:
@@ -390,7 +390,7 @@ def _given_teacher(cfg, strategy):
     pair jointly (a cross-encoder); its metrics (empty when it has none) name the folder."""
     from virt_tf.config import ConfigError  # pylint: disable=import-outside-toplevel
     from virt_tf.models.registry import load_classifier  # pylint: disable=import-outside-toplevel
-    from virt_tf import training  # pylint: disable=import-outside-toplevel
+    from virt_tf.training import stage as training  # pylint: disable=import-outside-toplevel
     with training.precision_scope(cfg["precision"]), strategy.scope():
         teacher, tconf = load_classifier(FLAGS.teacher_dir)  # mirrored, frozen
     if "pair" not in teacher.input_packings:
@@ -417,7 +417,7 @@ def _write_results(cfg, task, metrics, result, use_teacher, t0):
     """``MODEL_DIR/metrics.json``: the last stage's ``metrics`` with the teacher's beside them
     and the run's facts (``result``: truncated and augmented pairs), and the wall time since
     ``t0``; prints the one-line result."""
-    from virt_tf import training  # pylint: disable=import-outside-toplevel
+    from virt_tf.training import stage as training  # pylint: disable=import-outside-toplevel
     if use_teacher:
         metrics = dict(metrics, teacher=result["teacher"])
     metrics.update({k: v for k, v in result.items() if k != "teacher"})

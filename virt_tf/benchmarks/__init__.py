@@ -1,7 +1,7 @@
 """The speed benchmark as a library: training and encoding speed on real data, one process.
 
 * `timing`: the measured cases: seconds per training step of the real training
-  pipeline (`virt_tf.training`'s stream, `VirtModel`, Adam; the VIRT-encoder with
+  pipeline (`virt_tf.training.stage`'s stream, `VirtModel`, Adam; the VIRT-encoder with
   its teacher and alpha 1, as in training) with the padded share of the pair
   packings, the path before the speed levers, and texts per second of the offline
   ``encode`` signature (`virt_tf.encode.encode_texts`, batches sorted by length)

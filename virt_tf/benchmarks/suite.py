@@ -69,7 +69,7 @@ def _mirrored_strategy(cpu_devices):
 
     Call it before TensorFlow places anything: it splits the CPU into devices.
     """
-    from virt_tf.distribute import get_strategy  # pylint: disable=import-outside-toplevel
+    from virt_tf.training.distribute import get_strategy  # pylint: disable=import-outside-toplevel
     return get_strategy("mirrored", cpu_devices=cpu_devices) if cpu_devices > 1 else None
 
 
@@ -106,7 +106,7 @@ def _new_results(task_name, train_examples, batch_size, repeats, steps, warmup,
     """The results dict before any timing: the settings, the machine, what
     ``--precision=auto`` picks on it, and empty ``train`` and ``encode`` lists."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    from virt_tf import precision as precision_lib  # pylint: disable=import-outside-toplevel
+    from virt_tf.training import precision as precision_lib  # pylint: disable=import-outside-toplevel
 
     auto_policy, auto_reason = precision_lib.resolve_precision("auto")
     return {"task": task_name, "train_examples": train_examples, "batch_size": batch_size,
@@ -220,7 +220,7 @@ def run(task_name, data_dir, encoder_preset=None, models=("cross", "siamese", "v
     results = _new_results(task_name, len(pairs), batch_size, repeats, steps, warmup,
                            encoder_preset, jit_compile, encode_batch, stack_texts)
     if openvino_precisions and encode_texts and encode_file:  # fail before hours of timing
-        from virt_tf.openvino_backend import require_openvino  # pylint: disable=import-outside-toplevel
+        from virt_tf.inference.openvino import require_openvino  # pylint: disable=import-outside-toplevel
         require_openvino()
     if include_before:
         results["train"] += _time_before(work, models, log)

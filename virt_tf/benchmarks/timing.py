@@ -1,12 +1,12 @@
 """The measured cases of the speed benchmark: a training step, offline encoding.
 
 * `train_speed`: seconds per step of the real training pipeline
-  (`virt_tf.training`'s stream, `VirtModel`, Adam) after untimed warm-up steps,
+  (`virt_tf.training.stage`'s stream, `VirtModel`, Adam) after untimed warm-up steps,
   with the padded share of the batches; ``legacy=`` times the path before the
   speed levers (`legacy_stream`), ``strategy=`` under a `tf.distribute` strategy;
 * `encode_speed`, `openvino_encode_speed`: texts per second of
   `virt_tf.encode.encode_texts` through `ModelServer.encode` or through OpenVINO
-  (`virt_tf.openvino_backend`);
+  (`virt_tf.inference.openvino`);
 * `sentence_transformers_speed`: sentence-transformers' encoding of the same
   texts, run by a script (``tools/st_encode_speed.py``) in another interpreter.
 
@@ -81,9 +81,9 @@ def train_speed(model_name, precision, bucket, examples, encoder_config, pretrai
     from virt_tf.modeling.checkpoints import assign_weights  # pylint: disable=import-outside-toplevel
     from virt_tf.models.registry import build_classifier, build_now  # pylint: disable=import-outside-toplevel
     from virt_tf.models.virt import VirtModel  # pylint: disable=import-outside-toplevel
-    from virt_tf.optimization import create_optimizer  # pylint: disable=import-outside-toplevel
-    from virt_tf.precision import wrap_optimizer  # pylint: disable=import-outside-toplevel
-    from virt_tf.training import precision_scope  # pylint: disable=import-outside-toplevel
+    from virt_tf.training.optimization import create_optimizer  # pylint: disable=import-outside-toplevel
+    from virt_tf.training.precision import wrap_optimizer  # pylint: disable=import-outside-toplevel
+    from virt_tf.training.stage import precision_scope  # pylint: disable=import-outside-toplevel
 
     keras.utils.set_random_seed(0)
     pairs = examples if isinstance(examples, TokenizedPairs) else \
@@ -117,7 +117,7 @@ def train_speed(model_name, precision, bucket, examples, encoder_config, pretrai
     if legacy is not None:
         stream = legacy_stream(legacy, preprocessor, batch_size, epochs, 0)
     elif strategy.num_replicas_in_sync > 1:
-        from virt_tf.distribute import distributed_stream  # pylint: disable=import-outside-toplevel
+        from virt_tf.training.distribute import distributed_stream  # pylint: disable=import-outside-toplevel
         stream = distributed_stream(strategy, pairs, preprocessor, plan)
     else:
         stream = training_stream(pairs, preprocessor, batch_size, epochs, 0, bucket=bucket,
@@ -150,8 +150,8 @@ def encode_speed(texts, encoder_config, pretrained, preprocessor, precision, bat
     from virt_tf.encode import encode_texts  # pylint: disable=import-outside-toplevel
     from virt_tf.modeling.checkpoints import assign_weights  # pylint: disable=import-outside-toplevel
     from virt_tf.models.registry import build_classifier, build_now  # pylint: disable=import-outside-toplevel
-    from virt_tf.serving import ModelServer  # pylint: disable=import-outside-toplevel
-    from virt_tf.training import precision_scope  # pylint: disable=import-outside-toplevel
+    from virt_tf.inference.serving import ModelServer  # pylint: disable=import-outside-toplevel
+    from virt_tf.training.stage import precision_scope  # pylint: disable=import-outside-toplevel
 
     with precision_scope(precision):
         clf = build_now(build_classifier("siamese", encoder_config, 2, {}))
@@ -171,12 +171,12 @@ def encode_speed(texts, encoder_config, pretrained, preprocessor, precision, bat
 def openvino_encode_speed(texts, encoder_config, pretrained, preprocessor, inference_precision,
                           batch_size):
     """Texts per second of `encode_texts` through OpenVINO: the Siamese model's ``encode``
-    signature saved as a SavedModel and converted by OpenVINO (`virt_tf.openvino_backend`),
+    signature saved as a SavedModel and converted by OpenVINO (`virt_tf.inference.openvino`),
     the same weights and texts as `encode_speed`."""
     from virt_tf.encode import encode_texts  # pylint: disable=import-outside-toplevel
     from virt_tf.modeling.checkpoints import assign_weights  # pylint: disable=import-outside-toplevel
     from virt_tf.models.registry import build_classifier, build_now  # pylint: disable=import-outside-toplevel
-    from virt_tf.openvino_backend import encoder_for_classifier  # pylint: disable=import-outside-toplevel
+    from virt_tf.inference.openvino import encoder_for_classifier  # pylint: disable=import-outside-toplevel
 
     clf = build_now(build_classifier("siamese", encoder_config, 2, {}))
     if pretrained is not None:

@@ -9,7 +9,7 @@ whose names follow this package's variables (see `encoder_variables`):
 * TF Model Garden `BertEncoder` checkpoint (object-based, saved as
   `tf.train.Checkpoint(encoder=...)`): `bert_config.json`, a checkpoint prefix, `vocab.txt`;
 (a model directory trained by this package is read by
-`virt_tf.loading.read_init_checkpoint`, which sits above the models).
+`virt_tf.inference.matcher.read_init_checkpoint`, which sits above the models).
 
 A missing, unexpected or mis-shaped variable raises `CheckpointError` naming it.
 """
@@ -341,7 +341,7 @@ def read_pretrained(path=None, lower_case=None):
         raise CheckpointError(f"{path}: checkpoint not found")
     if os.path.isdir(path) and os.path.exists(os.path.join(path, "model_config.json")):
         raise CheckpointError(f"{path}: a trained virt_tf model directory; read it with "
-                              "virt_tf.loading.read_init_checkpoint")
+                              "virt_tf.inference.matcher.read_init_checkpoint")
     directory = path if os.path.isdir(path) else os.path.dirname(path)
     config_file = _find_config(directory)
     try:

@@ -21,7 +21,7 @@ class VirtModel(keras.Model):
     inference.
 
     Under ``mixed_float16`` the optimizer is a loss-scaling one
-    (`virt_tf.precision.wrap_optimizer`): the summed loss (float32) is scaled before the
+    (`virt_tf.training.precision.wrap_optimizer`): the summed loss (float32) is scaled before the
     gradients are taken, and a step whose gradients overflow is skipped, not applied;
     the logged losses are the unscaled ones.
 

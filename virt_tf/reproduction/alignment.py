@@ -12,7 +12,7 @@ from virt_tf.reproduction.grid import teacher_dir
 def alignment(summary, output, data_root, grid, max_examples=256):
     """Per-layer L_virt of every student against its task's teacher (cached per cell)."""
     from virt_tf.data.pipeline import eval_dataset  # pylint: disable=import-outside-toplevel
-    from virt_tf.loading import load  # pylint: disable=import-outside-toplevel
+    from virt_tf.inference.matcher import load  # pylint: disable=import-outside-toplevel
     from virt_tf.losses import virt_loss  # pylint: disable=import-outside-toplevel
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 

@@ -306,9 +306,9 @@ def cell_work(cell, grid, overrides=None):
 
 def machine_class(flags=None):
     """``avx512`` or ``avx2``: the CPU class whose configured step costs apply (from the
-    instruction-set flags, `virt_tf.precision.cpu_flags` by default)."""
+    instruction-set flags, `virt_tf.training.precision.cpu_flags` by default)."""
     if flags is None:
-        from virt_tf.precision import cpu_flags  # pylint: disable=import-outside-toplevel
+        from virt_tf.training.precision import cpu_flags  # pylint: disable=import-outside-toplevel
         flags = cpu_flags()
     return "avx512" if "avx512f" in flags else "avx2"
 

@@ -3,7 +3,7 @@
 Per task and row (cells of the same row at several seeds):
 
 * dev accuracy (and F1 when the task reports it): mean ± sample standard
-  deviation over seeds (`virt_tf.stats.mean_spread`);
+  deviation over seeds (`virt_tf.evaluation.stats.mean_spread`);
 * share of the teacher gap closed, ``(row - base) / (teacher - base)`` on the
   mean accuracies, against the fair Siamese (``siamese``) and against the paper's
   ``[u; v]`` Siamese (``siamese_concat``);
@@ -20,7 +20,7 @@ Per task and row (cells of the same row at several seeds):
 * rows with identical predictions (one configuration under two names), and every pair
   of rows the paper orders, with our order on the seeds both ran and its paired test;
 * train minutes (mean over seeds), the online cost per pair of the row's model
-  at MiniLM-L6 dimensions (`virt_tf.profiling`, computed once per model kind and
+  at MiniLM-L6 dimensions (`virt_tf.benchmarks.profiling`, computed once per model kind and
   kept in ``results.json``), and the paper's number.
 """
 import json
@@ -28,9 +28,9 @@ import math
 import os
 import statistics
 
-from virt_tf import markdown_blocks
+from virt_tf.reproduction import markdown_blocks
 from virt_tf.reproduction import grid as grid_lib
-from virt_tf.stats import gap_closed, mcnemar_exact, mean_spread, paired
+from virt_tf.evaluation.stats import gap_closed, mcnemar_exact, mean_spread, paired
 
 README_BEGIN, README_END = markdown_blocks.markers("results")
 # Run options that change a model's online part (the rest, e.g. virt_alpha, only training).
@@ -42,7 +42,7 @@ BASES = ("siamese", "siamese_concat")
 # ------------------------------------------------------------------------- cells, rows
 def load_predictions(output, cell_dir):
     """``(predicted labels, labels)`` of a cell's ``predictions.npz``, or None."""
-    from virt_tf import predictions  # pylint: disable=import-outside-toplevel
+    from virt_tf.evaluation import predictions  # pylint: disable=import-outside-toplevel
     saved = predictions.read(os.path.join(output, cell_dir))
     return None if saved is None else saved[:2]
 
@@ -388,7 +388,7 @@ def online_costs(grid, rows, cache=None, profiler=None, log=print):
 
     Kinds already in ``cache`` (the ``online_cost`` of an earlier results.json,
     measured with the same settings) are reused; the others are profiled with
-    ``profiler`` (default `virt_tf.profiling.profile`) at the dimensions of
+    ``profiler`` (default `virt_tf.benchmarks.profiling.profile`) at the dimensions of
     ``grid["online_cost"]["encoder"]``, without the offline encode.
     """
     settings = dict(grid["online_cost"])
@@ -400,7 +400,7 @@ def online_costs(grid, rows, cache=None, profiler=None, log=print):
         if key not in known:
             wanted[key] = (model, options)
     if wanted:
-        from virt_tf import profiling  # pylint: disable=import-outside-toplevel
+        from virt_tf.benchmarks import profiling  # pylint: disable=import-outside-toplevel
         profiler = profiler or profiling.profile
         log(f"online cost of {', '.join(wanted)} ({settings['encoder']} dimensions, batch "
             f"{settings['batch_size']}, x {settings['query_pieces']} + y "
@@ -445,7 +445,7 @@ def pvalue(p):
 
 
 def flops_text(flops):
-    from virt_tf.profiling import format_flops  # pylint: disable=import-outside-toplevel
+    from virt_tf.benchmarks.profiling import format_flops  # pylint: disable=import-outside-toplevel
     return format_flops(flops)
 
 
@@ -558,7 +558,7 @@ def protocol_lines(summary, grid):
         f"everything on the packed pair; the others: the head on cached states) at "
         f"{cost['encoder']} dimensions, x {cost['query_pieces']} + y {cost['doc_pieces']} word "
         f"pieces as Table 1 of the paper, batch {cost['batch_size']}, median of "
-        f"{cost['repeats']} calls (`virt_tf.profiling`); x fewer FLOPs: the cross-encoder's / "
+        f"{cost['repeats']} calls (`virt_tf.benchmarks.profiling`); x fewer FLOPs: the cross-encoder's / "
         "the row's. Latencies of a millisecond or less a pair are within timing noise.",
         "- paper: Tables 1-3 of the paper (BERT-base, full training sets), beside ours "
         "(MiniLM-L6, the samples above)."]

@@ -15,8 +15,8 @@ import os
 
 import numpy as np
 
-from virt_tf import predictions
-from virt_tf.stats import gap_closed, paired
+from virt_tf.evaluation import predictions
+from virt_tf.evaluation.stats import gap_closed, paired
 
 
 def read_screen(path, verdicts=False):

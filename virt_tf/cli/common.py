@@ -10,7 +10,7 @@ Flags are parsed by `parse_flags` (`run` passes it to ``absl.app.run``): an
 unknown flag, an unknown enum value or a value of the wrong type is a
 `ConfigError` line with exit 2 too, instead of absl's "FATAL Flags parsing
 error" (exit 1). Every entry point and tool starts with `run`; each checks its
-path flags (`virt_tf.paths`) before any work.
+path flags (`virt_tf.cli.paths`) before any work.
 """
 import gc
 import sys

@@ -1,7 +1,7 @@
 """The predictions a run saves when it ends (``predictions.npz``), read without TensorFlow.
 
 A run writes its evaluation split's probabilities, labels, split name and a fingerprint of
-the pairs (`virt_tf.training.save_predictions`); paired tests (the screen, the grid report,
+the pairs (`virt_tf.training.stage.save_predictions`); paired tests (the screen, the grid report,
 ``tools/compare_runs.py --saved``) read them back here, with no model loaded.
 """
 import os

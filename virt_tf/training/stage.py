@@ -35,24 +35,24 @@ from absl import logging
 from virt_tf.data.pipeline import (TokenizedPairs, batch_plan, eval_dataset, padding_share,
                                    plan_stream, steps_per_epoch)
 from virt_tf.data.teacher_logits import CACHE_FILE, cached_teacher_logits
-from virt_tf.distribute import distributed_stream, is_chief
-from virt_tf.evaluation import compute_metrics, predict_probs
+from virt_tf.training.distribute import distributed_stream, is_chief
+from virt_tf.evaluation.metrics import compute_metrics, predict_probs
 from virt_tf.losses import objective_from_config
 from virt_tf.modeling.checkpoints import assign_weights
 from virt_tf.models.registry import build_classifier, build_now, load_classifier, save_classifier
 from virt_tf.models.virt import VirtModel
-from virt_tf.optimization import create_optimizer
-from virt_tf import precision as precisions
+from virt_tf.training.optimization import create_optimizer
+from virt_tf.training import precision as precisions
 
 METRICS_FILE = "metrics.json"
 TRAIN_LOG = "train_log.jsonl"
-from virt_tf import predictions  # noqa: E402
-from virt_tf.predictions import PREDICTIONS_FILE  # noqa: E402
+from virt_tf.evaluation import predictions  # noqa: E402
+from virt_tf.evaluation.predictions import PREDICTIONS_FILE  # noqa: E402
 
 
 from virt_tf.errors import NumericalError, StageError  # noqa: E402,F401
-from virt_tf.paths import is_io_error  # noqa: E402
-from virt_tf.safe_writes import (  # noqa: E402
+from virt_tf.cli.paths import is_io_error  # noqa: E402
+from virt_tf.training.safe_writes import (  # noqa: E402
     checkpoint_write_error, final_write, inject_write_fault, remove_stale_parts)
 
 
@@ -260,7 +260,7 @@ def precision_scope(policy):
 
     Under ``mixed_bfloat16`` / ``mixed_float16`` matmuls run in bfloat16 / float16 and
     the variables stay float32; the losses (`virt_tf.losses`) cast to float32, so
-    softmaxes of the loss, L_virt and the cross-entropy are float32 (`virt_tf.precision`).
+    softmaxes of the loss, L_virt and the cross-entropy are float32 (`virt_tf.training.precision`).
     """
     previous = keras.config.dtype_policy().name
     keras.config.set_dtype_policy(policy or "float32")

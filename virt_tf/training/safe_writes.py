@@ -1,6 +1,6 @@
 """Writes into a user's model directory that fail (a full disk, a read-only folder).
 
-`virt_tf.training` saves through these helpers: a failed checkpoint save removes its
+`virt_tf.training.stage` saves through these helpers: a failed checkpoint save removes its
 partly written files and is a `WriteError` naming the last good checkpoint, which stays
 the latest (TensorFlow replaces the `checkpoint` state file only after a complete
 save), so rerunning the same command resumes from it; a failed final save of the
@@ -19,7 +19,7 @@ import shutil
 from absl import logging
 
 from virt_tf.errors import WriteError
-from virt_tf.paths import describe, is_io_error
+from virt_tf.cli.paths import describe, is_io_error
 
 
 def parse_write_fault(spec):

@@ -171,7 +171,7 @@ def encoder_for_classifier(classifier, model_name, inference_precision="f32", th
     """An `OpenVinoEncoder` of a classifier in memory: its ``encode`` signature is saved to
     a temporary SavedModel and converted now (seconds for MiniLM-L6)."""
     require_openvino()
-    from virt_tf.serving import ModelServer  # pylint: disable=import-outside-toplevel
+    from virt_tf.inference.serving import ModelServer  # pylint: disable=import-outside-toplevel
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     if not classifier.offline:
         raise ConfigError(f"a {model_name} model has no offline part to run with OpenVINO")

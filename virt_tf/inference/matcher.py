@@ -117,7 +117,7 @@ class TextMatcher:
 
     def predict(self, texts_a, texts_b, batch_size=64):
         """Probabilities `[n, num_labels]` (numpy, in ``labels`` order) for n text pairs."""
-        from virt_tf.evaluation import predict_probs  # pylint: disable=import-outside-toplevel
+        from virt_tf.evaluation.metrics import predict_probs  # pylint: disable=import-outside-toplevel
         texts_a, texts_b = list(texts_a), list(texts_b)
         if len(texts_a) != len(texts_b):
             raise ValueError(f"predict needs as many texts_a as texts_b, got {len(texts_a)} "
@@ -146,7 +146,7 @@ class TextMatcher:
 
     def evaluate(self, examples, batch_size=64):
         """Task metrics on labelled `Example`s (e.g. from `read_split`)."""
-        from virt_tf.evaluation import evaluate_examples  # pylint: disable=import-outside-toplevel
+        from virt_tf.evaluation.metrics import evaluate_examples  # pylint: disable=import-outside-toplevel
         return evaluate_examples(self.classifier, examples, self.preprocessor,
                                  self.task.metrics, batch_size)
 

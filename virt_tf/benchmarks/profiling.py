@@ -23,7 +23,7 @@ registered FLOP statistic (matmuls, element-wise arithmetic, reductions,
 softmax; not GELU's erf, gathers or reshapes). Weights are random: cost does
 not depend on them.
 
-    from virt_tf import profiling
+    from virt_tf.benchmarks import profiling
     results = profiling.profile(profiling.preset_config("minilm_l6"), ["cross", "virt"])
     print(profiling.format_table(results, "minilm_l6"))
 
