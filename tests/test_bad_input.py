@@ -77,7 +77,7 @@ def _misshaped_resume_dir(root):
     """A stage folder whose checkpoint holds a 3-label model (rte has 2 labels)."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     from virt_tf.training.optimization import create_optimizer  # pylint: disable=import-outside-toplevel
-    from virt_tf.training.stage import make_checkpoint  # pylint: disable=import-outside-toplevel
+    from virt_tf.training.resume import make_checkpoint  # pylint: disable=import-outside-toplevel
     from virt_tf.config import preset  # pylint: disable=import-outside-toplevel
     from virt_tf.modeling.encoder import EncoderConfig  # pylint: disable=import-outside-toplevel
     from virt_tf.models.registry import build_classifier, build_now  # pylint: disable=import-outside-toplevel

@@ -71,7 +71,7 @@ def end_to_end(setup, vocab_file):
     """The Keras pipeline's probabilities of PAIRS (strings -> pair preprocessor -> model)."""
     from virt_tf.data.tasks import Example
     from virt_tf.data.tokenization import BertPairPreprocessor
-    from virt_tf.evaluate import predict_probs
+    from virt_tf.evaluation.metrics import predict_probs
 
     prep = BertPairPreprocessor(vocab_file, True, MAX_SEQ)
     examples = [Example(TEXTS[a], TEXTS[b], 0) for a, b in PAIRS]
@@ -85,8 +85,9 @@ def end_to_end(setup, vocab_file):
 
 @pytest.mark.parametrize("float16", [False, True])
 def test_cached_scores_equal_end_to_end(setup, end_to_end, float16):
-    from virt_tf.encode import encode_file, read_cache
-    from virt_tf.score import score_file
+    from virt_tf.inference.matcher import encode_file
+    from virt_tf.inference.state_cache import read_cache
+    from virt_tf.inference.scoring import score_file
 
     path = str(setup["root"] / f"cache_{float16}.npz")
     # batch 2: several batches, taken in length order, must come back in file order
@@ -106,7 +107,7 @@ def test_cached_scores_equal_end_to_end(setup, end_to_end, float16):
 
 
 def test_float16_halves_the_states_and_file_is_pickle_free(setup):
-    from virt_tf.encode import encode_file
+    from virt_tf.inference.matcher import encode_file
 
     sizes, states = {}, {}
     for float16 in (False, True):
@@ -130,8 +131,8 @@ def test_float16_halves_the_states_and_file_is_pickle_free(setup):
 
 def test_split_caches_and_fingerprint_check(setup, end_to_end, vocab_file, tmp_path):
     from virt_tf.data.tasks import DataError
-    from virt_tf.encode import encode_file
-    from virt_tf.score import score_file
+    from virt_tf.inference.matcher import encode_file
+    from virt_tf.inference.scoring import score_file
 
     for name in ("q", "d"):
         write_texts(tmp_path / f"{name}.tsv", {k: v for k, v in TEXTS.items() if k[0] == name})
@@ -150,7 +151,7 @@ def test_split_caches_and_fingerprint_check(setup, end_to_end, vocab_file, tmp_p
 
 def test_read_texts_formats_and_errors(tmp_path):
     from virt_tf.data.tasks import DataError
-    from virt_tf.encode import read_texts
+    from virt_tf.inference.state_cache import read_texts
 
     jsonl = tmp_path / "t.jsonl"
     jsonl.write_text('{"id": "a", "text": "one"}\n{"text": "two"}\n{"id": 7, "text": ""}\n')
@@ -181,8 +182,9 @@ def test_read_texts_formats_and_errors(tmp_path):
 
 def test_bad_pairs_and_bad_caches(setup, tmp_path):
     from virt_tf.data.tasks import DataError
-    from virt_tf.encode import encode_file, read_cache
-    from virt_tf.score import read_pairs, score_file
+    from virt_tf.inference.matcher import encode_file
+    from virt_tf.inference.state_cache import read_cache
+    from virt_tf.inference.scoring import read_pairs, score_file
 
     cache = str(tmp_path / "c.npz")
     encode_file(setup["model_dir"], setup["texts"], cache, show_progress=False)
@@ -205,8 +207,24 @@ def test_bad_pairs_and_bad_caches(setup, tmp_path):
         read_cache(str(tmp_path / "other.npz"))
 
 
+def test_a_failed_write_of_scores_keeps_the_old_file_and_leaves_no_part(tmp_path):
+    """`write_scores` writes through a temporary file: an error midway (here a label index
+    out of range on the second row) leaves the earlier scores whole and no temporary."""
+    from virt_tf.inference.scoring import write_scores
+
+    out = tmp_path / "scores.tsv"
+    probs = np.array([[0.9, 0.1], [0.2, 0.8]], np.float32)
+    write_scores(str(out), [("a", "b"), ("c", "d")], probs, ["yes", "no"])
+    before = out.read_text()
+    assert before.splitlines()[1:] == ["a\tb\tyes\t0.89999998\t0.1", "c\td\tno\t0.2\t0.80000001"]
+    with pytest.raises(IndexError):
+        write_scores(str(out), [("a", "b"), ("c", "d")], probs, ["yes"])
+    assert out.read_text() == before
+    assert sorted(os.listdir(tmp_path)) == ["scores.tsv"]
+
+
 def test_cross_model_has_no_cache(tmp_path, vocab_file, setup):
-    from virt_tf.encode import encode_file
+    from virt_tf.inference.matcher import encode_file
 
     save_tiny(tmp_path / "cross", "cross", vocab_file)
     with pytest.raises(ValueError, match="no offline part"):
@@ -216,7 +234,7 @@ def test_cross_model_has_no_cache(tmp_path, vocab_file, setup):
 
 def test_run_cli_turns_bad_input_into_exit_2(tmp_path, capsys):
     from virt_tf.cli.common import run_cli
-    from virt_tf.encode import read_texts
+    from virt_tf.inference.state_cache import read_texts
 
     (tmp_path / "bad.tsv").write_text("only-one-field\n")
     with pytest.raises(SystemExit) as exit_info:

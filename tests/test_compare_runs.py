@@ -1,4 +1,4 @@
-"""tools/compare_runs.py: the paired statistics (no models needed)."""
+"""tools/compare_runs.py and its statistics (virt_tf.evaluation.stats; no models needed)."""
 import math
 import os
 import sys
@@ -6,10 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                "tools"))
-
-from compare_runs import compare, mcnemar_exact  # noqa: E402
+from virt_tf.evaluation.stats import compare, mcnemar_exact
 
 
 def test_mcnemar_matches_the_binomial_tail():
@@ -52,7 +49,7 @@ def test_compare_counts_discordant_pairs_and_agreement():
 
 
 def _save(directory, split, classes, examples):
-    from virt_tf.training.stage import save_predictions
+    from virt_tf.evaluation.predictions import save_predictions
     os.makedirs(directory, exist_ok=True)
     (directory / "model_config.json").write_text("{}")  # what the path check looks for
     save_predictions(str(directory), split, np.eye(3, dtype=np.float32)[classes], examples)

@@ -93,8 +93,8 @@ def _encode_and_score_match_the_loaded_model(trained, reference, tmp_path):
     """A directory written under a strategy serves as any other: the state cache and
     online scoring give the loaded model's probabilities (and one device's)."""
     import virt_tf
-    from virt_tf.encode import encode_file
-    from virt_tf.score import score_file
+    from virt_tf.inference.matcher import encode_file
+    from virt_tf.inference.scoring import score_file
 
     texts = {"q1": "a man plays a guitar", "q2": "the cat is asleep on the warm mat",
              "d1": "someone is making music", "d2": "an animal sleeps"}

@@ -34,7 +34,7 @@ def save_tiny(directory, model_name, vocab_file):
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, vocab_file):
     """{model: (classifier, model_dir, export info)} for virt and cross, exported once."""
-    from virt_tf import export
+    from virt_tf.inference import exporting as export
 
     root = tmp_path_factory.mktemp("export")
     out = {}
@@ -49,7 +49,7 @@ def exported(tmp_path_factory, vocab_file):
 def keras_probs(classifier, vocab_file, pairs=PAIRS):
     from virt_tf.data.tasks import Example
     from virt_tf.data.tokenization import BertPairPreprocessor
-    from virt_tf.evaluate import predict_probs
+    from virt_tf.evaluation.metrics import predict_probs
 
     prep = BertPairPreprocessor(vocab_file, True, MAX_SEQ)
     return predict_probs(classifier, [Example(a, b, 0) for a, b in pairs], prep, batch_size=3)
@@ -79,7 +79,7 @@ def test_layout_and_export_info(exported):
 
 
 def test_next_version_and_no_silent_overwrite(exported, tmp_path):
-    from virt_tf import export
+    from virt_tf.inference import exporting as export
 
     _, model_dir, info = exported["cross"]
     serving = os.path.dirname(os.path.dirname(info["model_path"]))
@@ -90,6 +90,25 @@ def test_next_version_and_no_silent_overwrite(exported, tmp_path):
     assert export.next_version(str(tmp_path / "m"), str(tmp_path / "absent")) == 8
     with pytest.raises(FileExistsError, match="--overwrite"):
         export.export(model_dir, serving, version=1)
+
+
+def test_overwrite_replaces_a_version_in_place(exported, tmp_path):
+    """``overwrite=True`` writes both SavedModels of an existing version again: the folders
+    are replaced whole (renamed in, nothing left under a temporary name)."""
+    from virt_tf.inference import exporting as export
+
+    _, model_dir, _ = exported["cross"]
+    serving = str(tmp_path / "serving")
+    first = export.export(model_dir, serving, version=3)
+    stale = os.path.join(first["model_path"], "stale.txt")
+    with open(stale, "w", encoding="utf-8") as f:
+        f.write("from an earlier export")
+    again = export.export(model_dir, serving, version=3, overwrite=True)
+    assert again["model_path"] == first["model_path"] and again["version"] == 3
+    assert not os.path.exists(stale)  # the old folder went, not merged
+    for path in (again["model_path"], again["preprocessing_path"]):
+        assert os.path.isfile(os.path.join(path, "saved_model.pb"))
+        assert sorted(os.listdir(os.path.dirname(path))) == ["3"]
 
 
 def test_model_savedmodel_has_no_tensorflow_text_op(exported):

@@ -14,7 +14,7 @@ def test_only_the_named_block_is_rewritten(tmp_path):
                                "<!-- b:begin -->\nnew b\n<!-- b:end -->\nend\n")
     replace_block(str(doc), "b", "again")   # idempotent markers: a second rewrite works
     assert "again" in doc.read_text() and "new b" not in doc.read_text()
-    assert not (tmp_path / "doc.md.tmp").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["doc.md"]  # no temporary left
     assert markers("results") == ("<!-- results:begin -->", "<!-- results:end -->")
 
 

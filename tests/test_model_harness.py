@@ -158,7 +158,7 @@ def test_virt_gradient_reaches_the_query_key_of_every_separate_layer(name, tiny_
 @pytest.mark.parametrize("name", ALL)
 def test_export_has_the_declared_signatures(name, tiny_config, tmp_path, vocab_file):
     from conftest import save_tiny_classifier
-    from virt_tf import export
+    from virt_tf.inference import exporting as export
     from virt_tf.inference.serving import ExportedModel
 
     clf = save_tiny_classifier(tmp_path / "model", name, vocab_file, 24)

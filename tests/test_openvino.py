@@ -35,14 +35,14 @@ def model(tmp_path_factory, vocab_file):
 
 @pytest.fixture(scope="module")
 def exported(model):
-    from virt_tf.export import export
+    from virt_tf.inference.exporting import export
     return export(model["model_dir"], str(model["root"] / "export"), version=1,
                   fmt="openvino")
 
 
 def test_export_writes_the_encode_signature_as_an_openvino_model(model, exported):
     from virt_tf.inference.openvino import IR_NAME, read_info
-    from virt_tf.encode import model_fingerprint
+    from virt_tf.inference.state_cache import model_fingerprint
     folder = exported["openvino_path"]
     assert folder.endswith(os.path.join("virt_openvino", "1"))
     assert os.path.exists(os.path.join(folder, IR_NAME))
@@ -64,7 +64,7 @@ def test_export_writes_the_encode_signature_as_an_openvino_model(model, exported
 
 def test_openvino_states_equal_tensorflow_states(model, exported, vocab_file):
     from virt_tf.data.tokenization import BertPairPreprocessor
-    from virt_tf.encode import encode_texts
+    from virt_tf.inference.state_cache import encode_texts
     from virt_tf.inference.matcher import load
     from virt_tf.inference.openvino import OpenVinoEncoder, IR_NAME
     from virt_tf.inference.serving import ModelServer
@@ -89,8 +89,9 @@ def test_openvino_states_equal_tensorflow_states(model, exported, vocab_file):
 
 @pytest.mark.parametrize("use_export", [True, False])
 def test_a_cache_from_either_backend_scores_the_same(model, exported, tmp_path, use_export):
-    from virt_tf.encode import encode_file, read_cache
-    from virt_tf.score import score_file
+    from virt_tf.inference.matcher import encode_file
+    from virt_tf.inference.state_cache import read_cache
+    from virt_tf.inference.scoring import score_file
 
     tf_path, ov_path = str(tmp_path / "tf.npz"), str(tmp_path / "ov.npz")
     encode_file(model["model_dir"], model["texts"], tf_path, batch_size=3,
@@ -129,9 +130,9 @@ def test_text_matcher_encode_with_either_backend(model):
 
 def test_an_ir_of_another_model_or_a_cross_encoder_is_refused(model, exported, tmp_path,
                                                               vocab_file):
-    from virt_tf.encode import encode_file
+    from virt_tf.inference.matcher import encode_file
     from virt_tf.errors import CheckpointError, ConfigError
-    from virt_tf.export import export
+    from virt_tf.inference.exporting import export
     other = tmp_path / "other"
     save_tiny(other, "virt", vocab_file, seed=7)
     with pytest.raises(CheckpointError, match="exported from another model"):

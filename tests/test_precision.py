@@ -22,7 +22,7 @@ from virt_tf.losses import TaskLoss, VirtLoss
 from virt_tf.models import registry
 from virt_tf.models.virt import VirtModel
 from virt_tf.training.optimization import WarmupLinearDecay, create_optimizer
-from virt_tf.training.stage import precision_scope
+from virt_tf.training.precision import precision_scope
 
 A = ["the cat sat on the mat", "a dog runs fast", "the red car is not big", "a tree is green",
      "the house is small", "a blue car runs slow"]
@@ -69,28 +69,29 @@ def test_auto_is_resolved_recorded_and_a_resume_elsewhere_refused(tmp_path, voca
     """A stage run with ``auto`` records the policy that ran (metrics.json with its reason,
     stage.json); resuming where ``auto`` picks another policy is refused, not silently
     different."""
-    from test_resume_settings import _cfg, _data, _prep, _teacher  # pylint: disable=import-outside-toplevel
-    from virt_tf.training import stage as training  # pylint: disable=import-outside-toplevel
+    from test_resume_settings import _cfg, _data, _encoder, _prep, _teacher  # pylint: disable=import-outside-toplevel
+    from virt_tf.rundir import METRICS_FILE  # pylint: disable=import-outside-toplevel
+    from virt_tf.training.stage import run_stage  # pylint: disable=import-outside-toplevel
     from virt_tf.errors import StageError  # pylint: disable=import-outside-toplevel
     monkeypatch.setattr(precision, "gpu_compute_capabilities", lambda: [])
     monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
     directory = str(tmp_path / "auto")
     teacher = _teacher(0)
-    _, metrics = training.run_stage("virt", directory, _cfg(precision="auto"), _data(), None,
-                                    _prep(vocab_file), teacher, verbose=0)
+    _, metrics = run_stage("virt", directory, _cfg(precision="auto"), _data(), None,
+                           _prep(vocab_file), teacher, verbose=0, encoder_config=_encoder())
     assert metrics["precision"] == "mixed_bfloat16"
     assert "avx512_bf16" in metrics["precision_reason"]
     stage = json.loads(open(os.path.join(directory, "checkpoints", "stage.json"),
                             encoding="utf-8").read())
     assert stage["precision"] == "mixed_bfloat16"
-    os.remove(os.path.join(directory, training.METRICS_FILE))
+    os.remove(os.path.join(directory, METRICS_FILE))
     monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx2"}))  # another CPU
     with pytest.raises(StageError, match="precision 'mixed_bfloat16' -> 'float32'"):
-        training.run_stage("virt", directory, _cfg(precision="auto"), _data(), None,
-                           _prep(vocab_file), teacher, verbose=0)
+        run_stage("virt", directory, _cfg(precision="auto"), _data(), None,
+                  _prep(vocab_file), teacher, verbose=0, encoder_config=_encoder())
     monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx512_bf16"}))
-    _, again = training.run_stage("virt", directory, _cfg(precision="auto"), _data(), None,
-                                  _prep(vocab_file), teacher, verbose=0)
+    _, again = run_stage("virt", directory, _cfg(precision="auto"), _data(), None,
+                         _prep(vocab_file), teacher, verbose=0, encoder_config=_encoder())
     assert again["precision"] == "mixed_bfloat16"
 
 
@@ -228,7 +229,7 @@ def test_an_overflowing_step_is_skipped_then_training_goes_on(tiny_config, batch
 
 
 def test_loss_scale_and_both_counters_are_checkpointed(tmp_path, tiny_config, batch):
-    from virt_tf.training.stage import make_checkpoint, restore_checkpoint  # pylint: disable=import-outside-toplevel
+    from virt_tf.training.resume import make_checkpoint, restore_checkpoint  # pylint: disable=import-outside-toplevel
     features, labels = batch
     data = tf.data.Dataset.from_tensors((features, labels))
     _, student, model = _virt_models(tiny_config, "mixed_float16")

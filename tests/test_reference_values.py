@@ -345,7 +345,7 @@ def ref_auc(scores, labels):
 
 
 def test_f1_and_roc_auc_match_hand_computation():
-    from virt_tf.evaluate import compute_metrics
+    from virt_tf.evaluation.metrics import compute_metrics
 
     probs, labels, scores = _metric_data()
     pred = (scores > 0.5).astype(np.int64)

@@ -220,7 +220,7 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(
 
 def test_nan_guard_stops_on_inf_and_nan_in_any_loss_term():
     import types  # pylint: disable=import-outside-toplevel
-    from virt_tf.training.stage import NanGuard  # pylint: disable=import-outside-toplevel
+    from virt_tf.training.callbacks import NanGuard  # pylint: disable=import-outside-toplevel
 
     class _Iterations:
         def numpy(self):
@@ -267,7 +267,7 @@ def _batches():
 
 def test_checkpoint_restores_weights_adam_state_and_dropout_rng(tmp_path):
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    from virt_tf.training.stage import make_checkpoint, restore_checkpoint  # pylint: disable=import-outside-toplevel
+    from virt_tf.training.resume import make_checkpoint, restore_checkpoint  # pylint: disable=import-outside-toplevel
 
     trained, opt = _tiny_cross(seed=1)
     trained.fit(_batches(), epochs=1, verbose=0)

@@ -9,11 +9,12 @@ import tensorflow as tf
 
 from virt_tf.data.pipeline import TokenizedPairs, batch_plan, plan_stream
 from virt_tf.data.tasks import Example
-from virt_tf.data.teacher_logits import CACHE_FILE, cached_teacher_logits, teacher_logits
+from virt_tf.data.teacher_logits import cached_teacher_logits, teacher_logits
 from virt_tf.data.tokenization import BertPairPreprocessor
 from virt_tf.losses import LogitDistillationLoss, TaskLoss, VirtLoss
 from virt_tf.models import registry
 from virt_tf.models.virt import VirtModel
+from virt_tf.rundir import TEACHER_LOGITS_FILE
 
 WORDS = ["the", "cat", "dog", "sat", "on", "mat", "is", "not", "big", "small", "red", "blue",
          "runs", "fast", "slow", "house", "car", "tree", "green"]
@@ -75,7 +76,7 @@ def test_a_resume_reuses_the_file_and_other_data_recomputes(setup):
     folder = str(setup["folder"] / "stage")
     key = {"train_data": "abc", "teacher": "t1", "max_seq_length": 24}
     first, reused = cached_teacher_logits(folder, teacher, pairs, prep, key)
-    assert not reused and os.path.exists(os.path.join(folder, CACHE_FILE))
+    assert not reused and os.path.exists(os.path.join(folder, TEACHER_LOGITS_FILE))
     # a resume: the file is read, not recomputed (a teacher that would fail is never run)
     class Exploding:
         num_labels = 3
@@ -88,7 +89,7 @@ def test_a_resume_reuses_the_file_and_other_data_recomputes(setup):
     # another data fingerprint (or teacher, or length) is recomputed and overwrites the file
     other, reused = cached_teacher_logits(folder, teacher, pairs, prep, dict(key, teacher="t2"))
     assert not reused and np.allclose(other, first, atol=1e-5)
-    with np.load(os.path.join(folder, CACHE_FILE)) as saved:
+    with np.load(os.path.join(folder, TEACHER_LOGITS_FILE)) as saved:
         assert str(saved["key_teacher"]) == "t2"
 
 

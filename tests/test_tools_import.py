@@ -7,6 +7,7 @@ when run as scripts.
 import glob
 import importlib
 import os
+import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -24,3 +25,17 @@ def test_all_tools_and_clis_import_side_by_side():
             importlib.import_module("virt_tf." + cli)
     finally:
         sys.path.remove(os.path.join(ROOT, "tools"))
+
+
+def test_commands_import_no_tensorflow_before_their_checks():
+    """A command module holds flags and main only: importing it (as ``--help`` and the path
+    checks do) loads neither TensorFlow nor the library behind it."""
+    code = ("import sys\n"
+            "import virt_tf.encode, virt_tf.score, virt_tf.export, virt_tf.evaluate\n"
+            "heavy = sorted(m for m in ('tensorflow', 'keras', 'virt_tf.inference.state_cache',\n"
+            "                           'virt_tf.inference.matcher') if m in sys.modules)\n"
+            "print(heavy)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == "[]"

@@ -1,18 +1,13 @@
-"""tools/virt_alignment.py: per-layer L_virt of a student against a teacher."""
-import os
-import sys
-
+"""virt_tf.evaluation.alignment (tools/virt_alignment.py): per-layer L_virt of a student
+against a teacher."""
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                "tools"))
-
-from virt_alignment import per_layer_virt_loss  # noqa: E402
-from virt_tf.data.pipeline import eval_dataset  # noqa: E402
-from virt_tf.data.tasks import Example  # noqa: E402
-from virt_tf.data.tokenization import BertPairPreprocessor  # noqa: E402
-from virt_tf.losses import virt_loss  # noqa: E402
-from virt_tf.models import registry  # noqa: E402
+from virt_tf.data.pipeline import eval_dataset
+from virt_tf.data.tasks import Example
+from virt_tf.data.tokenization import BertPairPreprocessor
+from virt_tf.evaluation.alignment import per_layer_virt_loss
+from virt_tf.losses import virt_loss
+from virt_tf.models import registry
 
 
 def test_per_layer_losses_average_to_the_training_loss(tiny_config, small_vocab):

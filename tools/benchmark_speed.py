@@ -12,7 +12,6 @@ wall-clock on whatever else this machine is doing: compare only numbers from one
     python tools/benchmark_speed.py --output=speed.json
     python tools/benchmark_speed.py --encoder_preset=tiny --steps=3 --warmup=1   # seconds
 """
-import json
 import os
 import sys
 
@@ -23,11 +22,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import flags, logging  # noqa: E402
 
+from virt_tf.benchmarks import report  # noqa: E402
 from virt_tf.cli import paths  # noqa: E402
-from virt_tf.cli import common as cli  # noqa: E402
-from virt_tf.benchmarks import report, suite  # noqa: E402
-from virt_tf.errors import ConfigError  # noqa: E402
+from virt_tf.cli.common import run  # noqa: E402
 from virt_tf.cli.paths import PathFlag  # noqa: E402
+from virt_tf.errors import ConfigError  # noqa: E402
+from virt_tf.rundir import read_json, write_json  # noqa: E402
 
 FLAGS = flags.FLAGS
 DEFAULT_DATA = paths.default_data_root(REPO)
@@ -35,6 +35,7 @@ ST_SCRIPT = os.path.join(REPO, "tools", "st_encode_speed.py")
 
 
 def define_flags():
+    """Defines the command-line flags (only when run as a script, so tests can import it)."""
     flags.DEFINE_string("task", "mnli", "Task of the training pairs.")
     flags.DEFINE_string("data_dir", os.path.join(DEFAULT_DATA, "bench", "mnli"),
                         "Task files of --task.")
@@ -96,6 +97,8 @@ def main():
 
 
 def _main():
+    """Run the suite, print the report (and --output)."""
+    from virt_tf.benchmarks import suite  # pylint: disable=import-outside-toplevel  (TensorFlow after the checks: fast --help)
     buckets = [value.lower() == "true" for value in FLAGS.buckets]
     results = suite.run(
         FLAGS.task, FLAGS.data_dir, FLAGS.encoder_preset, FLAGS.models, FLAGS.precisions,
@@ -107,11 +110,10 @@ def _main():
         encode_precisions=FLAGS.encode_precisions,
         openvino_precisions=FLAGS.openvino_precisions, st_script=ST_SCRIPT)
     if FLAGS.baseline_json:
-        with open(FLAGS.baseline_json, encoding="utf-8") as f:
-            results["versus_baseline"] = report.versus_baseline(results, json.load(f))
+        results["versus_baseline"] = report.versus_baseline(results,
+                                                            read_json(FLAGS.baseline_json))
     print(report.format_report(results))
     if FLAGS.output:
-        from virt_tf.training.stage import write_json  # pylint: disable=import-outside-toplevel
         write_json(FLAGS.output, results)
         print(f"wrote {FLAGS.output}")
     return 0
@@ -119,4 +121,4 @@ def _main():
 
 if __name__ == "__main__":
     define_flags()
-    cli.run(main)
+    run(main)

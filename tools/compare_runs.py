@@ -11,6 +11,7 @@ for every pair of the others the same test on agreeing with the first instead of
 
 With --saved, the predictions the runs wrote when training ended (predictions.npz) are
 compared as they are: no model or data is loaded, and the runs must have scored the same pairs.
+The statistics are `virt_tf.evaluation.stats.compare`; this is the command line.
 
   python tools/compare_runs.py --saved --model_dirs=runs/mnli_screen/mix1_pure,runs/mnli_screen/recipe_head
 """
@@ -23,9 +24,11 @@ from absl import flags  # noqa: E402
 
 from virt_tf.cli import paths  # noqa: E402
 from virt_tf.cli.common import run  # noqa: E402
-from virt_tf.errors import ConfigError  # noqa: E402
 from virt_tf.cli.paths import PathFlag  # noqa: E402
-from virt_tf.evaluation.stats import compare, mcnemar_exact  # noqa: E402,F401
+from virt_tf.errors import ConfigError  # noqa: E402
+from virt_tf.evaluation.predictions import load_predictions, read_same_pairs  # noqa: E402
+from virt_tf.evaluation.stats import compare  # noqa: E402
+from virt_tf.rundir import write_json  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -55,8 +58,8 @@ def main():
 
 
 def _compare():
+    """The saved predictions (--saved) or each model's on the split, compared."""
     if FLAGS.saved:
-        from virt_tf.evaluation.predictions import read_same_pairs  # pylint: disable=import-outside-toplevel
         classes, labels, split = read_same_pairs(FLAGS.model_dirs)
         root = os.path.dirname(os.path.normpath(FLAGS.model_dirs[0]))
         predictions = {os.path.relpath(d, root): c for d, c in classes.items()}
@@ -66,9 +69,11 @@ def _compare():
 
 
 def _score():
+    """Each model's predicted classes on the split: the ones saved by training when they
+    are of these pairs, else scored here."""
+    # deferred to after the path checks: scoring loads TensorFlow
     from virt_tf.evaluation.metrics import predict_probs  # pylint: disable=import-outside-toplevel
     from virt_tf.inference.matcher import load  # pylint: disable=import-outside-toplevel
-    from virt_tf.training.stage import load_predictions  # pylint: disable=import-outside-toplevel
 
     predictions, labels, task_name, split = {}, None, None, None
     for d in FLAGS.model_dirs:
@@ -113,7 +118,6 @@ def _report(predictions, labels, task_name, split):
                 print(f"| {p['a']} | {p['b']} | {p['only_a_agrees']} | {p['only_b_agrees']} | "
                       f"{p['agreement_p']:.3g} |")
     if FLAGS.output:
-        from virt_tf.training.stage import write_json  # pylint: disable=import-outside-toplevel
         write_json(FLAGS.output, dict(result, task=task_name, split=split, examples=len(labels)))
     return 0
 

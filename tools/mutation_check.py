@@ -98,7 +98,7 @@ MUTATIONS = {
          "tests/test_models.py::test_logit_distillation_runs_in_a_train_step"]),
     "kd_beta_ignored": (
         "VirtModel ignores the terms' weights (beta, alpha)",
-        [("virt_tf/models/virt.py", "total += term.weight * per_example",
+        [("virt_tf/models/virt.py", "total += self._weight(term) * per_example",
           "total += per_example")],
         ["tests/test_models.py::test_logit_distillation_runs_in_a_train_step"]),
     "cli_bug_as_input": (
@@ -107,7 +107,7 @@ MUTATIONS = {
         ["tests/test_bad_input.py::test_a_bug_is_not_bad_input"]),
     "resume_forgets_lr": (
         "resume ignores a changed learning rate",
-        [("virt_tf/training/stage.py",
+        [("virt_tf/training/resume.py",
           'RESUME_FREE = {"checkpoint_steps", "max_eval_examples", "eval_split"}',
           'RESUME_FREE = {"checkpoint_steps", "max_eval_examples", "eval_split", '
           '"learning_rate"}')],
@@ -116,12 +116,14 @@ MUTATIONS = {
 
 
 def tracked_files():
+    """The repository's files that git tracks (what a scratch copy holds)."""
     out = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True,
                          check=True).stdout.split("\n")
     return [f for f in out if f and os.path.isfile(os.path.join(REPO, f))]
 
 
 def make_copy(dest, files):
+    """Copy ``files`` (paths relative to the repository) into ``dest``."""
     for f in files:
         target = os.path.join(dest, f)
         os.makedirs(os.path.dirname(target), exist_ok=True)
@@ -129,6 +131,7 @@ def make_copy(dest, files):
 
 
 def apply(dest, edits):
+    """Make each ``(file, old, new)`` edit in the copy ``dest``; ``old`` must occur once."""
     for path, old, new in edits:
         full = os.path.join(dest, path)
         with open(full, encoding="utf-8") as fh:
@@ -142,6 +145,7 @@ def apply(dest, edits):
 
 
 def run_tests(dest, nodes, shared):
+    """Run the test ``nodes`` in the copy ``dest``: ``(exit code, last line, seconds)``."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=dest)
     if os.path.isdir(os.path.join(shared, "data")):
         env.setdefault("VIRT_TF_DATA", os.path.join(shared, "data"))
@@ -153,6 +157,7 @@ def run_tests(dest, nodes, shared):
 
 
 def main():
+    """Check the unchanged code, then each mutation; print the table (exit 1: a survivor)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", default="", help="Comma-separated mutation names.")
     args = parser.parse_args()

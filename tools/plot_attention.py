@@ -30,6 +30,7 @@ def define_flags():
 
 def maps(student, teacher, features):
     """Per layer: (teacher map, student map), each `[m, n]` numpy, head-averaged."""
+    # TensorFlow, here and in _plot: loaded after the path checks (`main`)
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     from virt_tf.losses import content_lengths, teacher_cross_scores  # pylint: disable=import-outside-toplevel
 
@@ -63,6 +64,7 @@ def main():
 
 
 def _plot():
+    """Load both models, draw every layer's pair of maps into --output."""
     import matplotlib  # pylint: disable=import-outside-toplevel
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel

@@ -20,17 +20,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import flags, logging  # noqa: E402
 
+from virt_tf.benchmarks import profiling  # noqa: E402
 from virt_tf.cli import paths  # noqa: E402
 from virt_tf.cli.common import run  # noqa: E402
 from virt_tf.cli.paths import PathFlag  # noqa: E402
-
-from virt_tf.benchmarks import profiling  # noqa: E402
-from virt_tf.benchmarks.profiling import format_table, profile  # noqa: E402
+from virt_tf.rundir import write_json  # noqa: E402
 
 FLAGS = flags.FLAGS
 
 
 def define_flags():
+    """Defines the command-line flags (only when run as a script, so tests can import it)."""
     flags.DEFINE_enum("encoder", "bert_base", profiling.preset_names(),
                       "Encoder dimensions: a preset of configs/presets (random weights).")
     flags.DEFINE_list("models", None, "Models to profile (default: all registered).")
@@ -54,14 +54,14 @@ def main():
 
 
 def _main():
+    """Profile, print the table (and --output)."""
     config = profiling.preset_config(FLAGS.encoder)
-    results = profile(config, FLAGS.models, FLAGS.batch_size, FLAGS.query_pieces,
-                      FLAGS.doc_pieces, FLAGS.num_labels, FLAGS.warmup, FLAGS.repeats,
-                      log=lambda s: logging.info("%s", s))
+    results = profiling.profile(config, FLAGS.models, FLAGS.batch_size, FLAGS.query_pieces,
+                                FLAGS.doc_pieces, FLAGS.num_labels, FLAGS.warmup,
+                                FLAGS.repeats, log=lambda s: logging.info("%s", s))
     results["encoder"] = FLAGS.encoder
-    print(format_table(results, FLAGS.encoder))
+    print(profiling.format_table(results, FLAGS.encoder))
     if FLAGS.output:
-        from virt_tf.training.stage import write_json  # pylint: disable=import-outside-toplevel
         write_json(FLAGS.output, results)
         print(f"wrote {FLAGS.output}")
     return 0

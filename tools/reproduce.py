@@ -27,10 +27,11 @@ from absl import flags  # noqa: E402
 
 from virt_tf.cli import paths  # noqa: E402
 from virt_tf.cli.common import run  # noqa: E402
-from virt_tf.errors import ConfigError  # noqa: E402
 from virt_tf.cli.paths import PathFlag  # noqa: E402
+from virt_tf.errors import ConfigError  # noqa: E402
 from virt_tf.reproduction import grid as grid_lib  # noqa: E402
 from virt_tf.reproduction import plots, report  # noqa: E402
+from virt_tf.rundir import write_text_atomic  # noqa: E402
 
 FLAGS = flags.FLAGS
 DEFAULT_DATA = paths.default_data_root(REPO)
@@ -38,6 +39,7 @@ README = os.path.join(REPO, "README.md")
 
 
 def define_flags():
+    """Defines the command-line flags (only when run as a script, so tests can import it)."""
     flags.DEFINE_string("profile", None, "Profile of configs/grid.yaml (default: its "
                         "default_profile, the full grid): full | sample | quick.")
     flags.DEFINE_bool("quick", False, "The README's main job: --profile=quick (teacher, fair "
@@ -89,6 +91,7 @@ def main():
 
 
 def _main(grid, output):
+    """Plan (and print the plan), run the unfinished cells unless --report_only, report."""
     tasks = FLAGS.tasks or grid["default_tasks"]
     overrides = {"epochs": FLAGS.epochs, "max_train_examples": FLAGS.max_train_examples,
                  "max_eval_examples": FLAGS.max_eval_examples}
@@ -121,23 +124,22 @@ def write_report(cells, grid, output, tasks, overrides, left_out):
                            "seeds": FLAGS.seeds, "lr_grid": [float(x) for x in (
                                FLAGS.lr_grid or grid["protocol"]["lr_grid"])],
                            "overrides": overrides, "train_flags": FLAGS.train_flags}
-    results_file = os.path.join(output, "results.json")
+    results_file = os.path.join(output, report.RESULTS_FILE)
     if FLAGS.online_cost and summary["tasks"]:
         cache = None if FLAGS.remeasure_online_cost else report.cached_costs(results_file)
         rows = list(dict.fromkeys(r for b in summary["tasks"].values() for r in b["rows"]))
         report.attach_costs(summary, grid, report.online_costs(grid, rows, cache))
     names = plots.make_plots(summary, output)
     if FLAGS.alignment:
+        # loads TensorFlow: only a report that measures the alignment pays for it
         from virt_tf.reproduction.alignment import alignment  # pylint: disable=import-outside-toplevel
         summary["alignment"] = alignment(summary, output, FLAGS.data_root, grid)
         names += [n for n in [plots.plot_alignment(summary["alignment"], output)] if n]
-    with open(results_file, "w", encoding="utf-8") as f:
-        json.dump(summary, f, indent=2)
+    write_text_atomic(results_file, json.dumps(summary, indent=2))
     text = report.format_report(summary, grid)
     text += "\n" + "\n".join(f"![{p}]({p})" for p in names) + "\n"
     text += f"\nCommand: `{summary['command']}`\n"
-    with open(os.path.join(output, "REPORT.md"), "w", encoding="utf-8") as f:
-        f.write(text)
+    write_text_atomic(os.path.join(output, report.REPORT_FILE), text)
     print(text)
     if FLAGS.update_readme:
         report.update_readme(report.format_readme_block(

@@ -8,7 +8,6 @@ against the reference run and the teacher, on the same evaluation pairs.
 With --update_doc the table replaces the file's `<!-- screen:begin -->` ... `<!-- screen:end -->`
 block (docs/recipes.md holds the MNLI screen's).
 """
-import json
 import os
 import sys
 
@@ -19,6 +18,9 @@ from absl import flags  # noqa: E402
 from virt_tf.cli import paths  # noqa: E402
 from virt_tf.cli.common import run  # noqa: E402
 from virt_tf.cli.paths import PathFlag  # noqa: E402
+from virt_tf.reproduction.markdown_blocks import replace_block  # noqa: E402
+from virt_tf.reproduction.screen import format_screen, read_screen, screen_rows  # noqa: E402
+from virt_tf.rundir import read_metrics, write_json  # noqa: E402
 
 FLAGS = flags.FLAGS
 PATH_FLAGS = (PathFlag("screen", paths.INPUT_FILE), PathFlag("teacher_dir", paths.MODEL_DIR),
@@ -44,18 +46,15 @@ def main():
 
 
 def _main():
-    from virt_tf.reproduction.screen import format_screen, read_screen, screen_rows
+    """Read the screen's finished runs, print the table (and --update_doc, --json)."""
     rows = screen_rows(read_screen(FLAGS.screen, verdicts=True), FLAGS.reference,
                        FLAGS.teacher_dir)
-    with open(os.path.join(FLAGS.teacher_dir, "metrics.json"), encoding="utf-8") as f:
-        teacher = json.load(f)["accuracy"]
+    teacher = read_metrics(FLAGS.teacher_dir)["accuracy"]
     table = format_screen(rows, FLAGS.reference, teacher)
     print(table)
     if FLAGS.update_doc:
-        from virt_tf.reproduction.markdown_blocks import replace_block  # pylint: disable=import-outside-toplevel
         replace_block(FLAGS.update_doc, "screen", table)
     if FLAGS.json:
-        from virt_tf.training.stage import write_json  # pylint: disable=import-outside-toplevel
         write_json(FLAGS.json, {"teacher_accuracy": teacher, "rows": rows})
     return 0
 

@@ -18,6 +18,7 @@ import time
 
 
 def measure(model, texts, batch_size, repeats):
+    """Seconds (median of ``repeats`` passes after a warm-up) and texts per second."""
     model.encode(texts[:2 * batch_size], batch_size=batch_size)  # warm-up
     times = []
     for _ in range(repeats):
@@ -44,6 +45,7 @@ def inference_precision(model):
 
 
 def main(argv=None):
+    """Parse the arguments, time every backend, print one JSON line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--texts", required=True, help="JSON list of strings")
     parser.add_argument("--model", required=True, help="sentence-transformers model folder")
@@ -51,6 +53,7 @@ def main(argv=None):
     parser.add_argument("--backends", default="torch,onnx,openvino")
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args(argv)
+    # sentence-transformers and torch: in the other interpreter only (not dependencies here)
     import sentence_transformers  # pylint: disable=import-outside-toplevel
     from sentence_transformers import SentenceTransformer  # pylint: disable=import-outside-toplevel
 

@@ -1,13 +1,12 @@
 """Summarise finished runs as a Markdown table: mean and spread over seeds.
 
 Run directories named `<group>_s<seed>` are grouped; every directory holding a
-`metrics.json` counts. Usage:
+`metrics.json` counts (not the teacher stage inside a student's directory). Usage:
   python tools/summarize_runs.py runs/rte [--metric accuracy] [--gap teacher,siamese]
 
 mean ± spread is the mean and the sample standard deviation over the seeds.
 """
 import argparse
-import json
 import os
 import re
 import statistics
@@ -18,16 +17,17 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from virt_tf.cli import paths  # noqa: E402
 from virt_tf.cli.common import run_cli  # noqa: E402
 from virt_tf.errors import ConfigError  # noqa: E402
+from virt_tf.rundir import METRICS_FILE, TEACHER_DIR, has_metrics, read_metrics  # noqa: E402
 
 
 def collect(root):
+    """``{group: [metrics of each seed]}`` of the finished runs under ``root``."""
     rows = {}
     for dirpath, _, files in os.walk(root):
-        if "metrics.json" not in files or os.path.basename(dirpath) == "teacher" and \
-                os.path.exists(os.path.join(os.path.dirname(dirpath), "metrics.json")):
+        if METRICS_FILE not in files or os.path.basename(dirpath) == TEACHER_DIR and \
+                has_metrics(os.path.dirname(dirpath)):
             continue
-        with open(os.path.join(dirpath, "metrics.json"), encoding="utf-8") as f:
-            metrics = json.load(f)
+        metrics = read_metrics(dirpath)
         name = os.path.relpath(dirpath, root)
         group = re.sub(r"_s\d+$", "", name)
         rows.setdefault(group, []).append(metrics)
@@ -35,6 +35,7 @@ def collect(root):
 
 
 def fmt(values, scale=100.0):
+    """``mean ± sd`` of ``values`` times ``scale`` (one value: itself)."""
     values = [v * scale for v in values]
     if len(values) == 1:
         return f"{values[0]:.1f}"

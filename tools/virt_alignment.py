@@ -1,10 +1,10 @@
 """How close each student's virtual attention maps are to the teacher's, layer by layer.
 
 For every student, the L_virt of Eq. 7 (the training loss, content pieces only) is
-computed on a split for each layer alone, and averaged over the pairs. A student trained
-with VIRT should sit below the Siamese baseline; the row ``init`` is the pretrained
-encoder before any training (both towers = the checkpoint named by --init_checkpoint,
-default the MiniLM package).
+computed on a split for each layer alone, and averaged over the pairs
+(`virt_tf.evaluation.alignment`). A student trained with VIRT should sit below the
+Siamese baseline; the row ``init`` is the pretrained encoder before any training (both
+towers = the checkpoint named by --init_checkpoint, default the MiniLM package).
 
   python tools/virt_alignment.py --teacher_dir=runs/rte/teacher --data_dir=../shared/data/rte \
       --student_dirs=runs/rte/siamese_s0,runs/rte/virt_a3_s0 --include_init
@@ -14,12 +14,14 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import numpy as np  # noqa: E402
 from absl import flags  # noqa: E402
 
 from virt_tf.cli import paths  # noqa: E402
 from virt_tf.cli.common import run  # noqa: E402
-from virt_tf.errors import ConfigError  # noqa: E402
 from virt_tf.cli.paths import PathFlag  # noqa: E402
+from virt_tf.errors import ConfigError  # noqa: E402
+from virt_tf.rundir import write_json  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -38,36 +40,12 @@ def define_flags():
     flags.DEFINE_string("plot", None, "Also draw the per-layer losses as grouped bars (PNG).")
 
 
-def per_layer_virt_loss(teacher, encode_fn, dataset, num_layers):
-    """Mean over pairs of Eq. 7 restricted to each layer: a list of `num_layers` floats."""
-    import numpy as np  # pylint: disable=import-outside-toplevel
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    from virt_tf.losses import virt_loss  # pylint: disable=import-outside-toplevel
-
-    @tf.function(reduce_retracing=True)
-    def batch_losses(features):
-        t = teacher.forward(features, return_scores=True)
-        sx = encode_fn(features["text_a"])
-        sy = encode_fn(features["text_b"])
-        return tf.stack([virt_loss(sx["queries"], sx["keys"], sy["queries"], sy["keys"],
-                                   t["scores"], features["text_a"]["input_mask"],
-                                   features["text_b"]["input_mask"], layers=[l])
-                         for l in range(num_layers)])
-
-    sums, count = np.zeros(num_layers), 0
-    for features, labels in dataset:
-        b = int(tf.shape(labels)[0])
-        sums += batch_losses(features).numpy() * b
-        count += b
-    return (sums / max(count, 1)).tolist()
-
-
 def plot_rows(rows, path, title):
     """Grouped bars: one group a layer, one bar a student."""
+    # matplotlib only when asked for a plot; the Agg backend (a file, no display) first
     import matplotlib  # pylint: disable=import-outside-toplevel
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-    import numpy as np  # pylint: disable=import-outside-toplevel
 
     num_layers = len(next(iter(rows.values())))
     width = 0.8 / max(len(rows), 1)
@@ -98,47 +76,48 @@ def main():
 
 
 def _measure():
-    from virt_tf.data.pipeline import eval_dataset  # pylint: disable=import-outside-toplevel
+    """Load the teacher and each student, measure, print the table (and --plot, --output)."""
+    # deferred to after the path checks: these load TensorFlow
+    from virt_tf.evaluation import alignment  # pylint: disable=import-outside-toplevel
     from virt_tf.inference.matcher import load  # pylint: disable=import-outside-toplevel
     from virt_tf.modeling.checkpoints import load_encoder  # pylint: disable=import-outside-toplevel
 
     matcher = load(FLAGS.teacher_dir)
-    teacher, tconf, task = matcher.classifier, matcher.config, matcher.task
-    split = FLAGS.split or tconf.get("eval_split", "dev")
-    examples = matcher.read_split(FLAGS.data_dir, split)[:FLAGS.max_examples]
-    dataset, _ = eval_dataset(examples, matcher.preprocessor, FLAGS.batch_size)
+    teacher, task = matcher.classifier, matcher.task
+    examples, split, dataset = alignment.alignment_pairs(
+        matcher, FLAGS.data_dir, FLAGS.split, FLAGS.max_examples, FLAGS.batch_size)
     num_layers = teacher.encoder_config.num_hidden_layers
 
     rows = {}
     if FLAGS.include_init:
         encoder, _ = load_encoder(FLAGS.init_checkpoint)
-        rows["init"] = per_layer_virt_loss(
+        rows["init"] = alignment.per_layer_virt_loss(
             teacher, lambda t: encoder(t, training=False, return_qk=True), dataset, num_layers)
     for d in FLAGS.student_dirs:
-        student = load(d).classifier
-        values = per_layer_virt_loss(
-            teacher, lambda t, s=student: s.encode(t, training=False, return_qk=True),
-            dataset, student.separate_layers)
+        values = alignment.student_virt_loss(teacher, load(d).classifier, dataset)
         # layers that see both texts (DeFormer's upper ones) have no virtual map
         rows[os.path.basename(os.path.normpath(d))] = values + [float("nan")] * (
             num_layers - len(values))
+    _print_rows(rows, num_layers, f"{len(examples)} {task.name} {split} pairs")
+    if FLAGS.plot:
+        plot_rows(rows, FLAGS.plot, f"student vs teacher maps, {len(examples)} {task.name} "
+                                    f"{split} pairs")
+    if FLAGS.output:
+        write_json(FLAGS.output, {"task": task.name, "split": split, "examples": len(examples),
+                                  "teacher": FLAGS.teacher_dir, "per_layer": rows})
+    return 0
+
+
+def _print_rows(rows, num_layers, pairs):
+    """The per-layer table, one row a student, with the mean over its separate layers."""
     header = "| student | " + " | ".join(f"layer {l + 1}" for l in range(num_layers)) + " | mean |"
-    print(f"L_virt per layer (Eq. 7 with one layer), {len(examples)} {task.name} {split} pairs, "
-          f"teacher {FLAGS.teacher_dir}")
+    print(f"L_virt per layer (Eq. 7 with one layer), {pairs}, teacher {FLAGS.teacher_dir}")
     print(header)
     print("|---" * (num_layers + 2) + "|")
     for name, values in rows.items():
         apart = [v for v in values if v == v]
         print(f"| {name} | " + " | ".join(f"{v:.3f}" if v == v else "joint" for v in values)
               + f" | {sum(apart) / len(apart):.3f} |")
-    if FLAGS.plot:
-        plot_rows(rows, FLAGS.plot, f"student vs teacher maps, {len(examples)} {task.name} "
-                                    f"{split} pairs")
-    if FLAGS.output:
-        from virt_tf.training.stage import write_json  # pylint: disable=import-outside-toplevel
-        write_json(FLAGS.output, {"task": task.name, "split": split, "examples": len(examples),
-                                  "teacher": FLAGS.teacher_dir, "per_layer": rows})
-    return 0
 
 
 if __name__ == "__main__":

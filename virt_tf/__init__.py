@@ -3,14 +3,19 @@
 Layout follows Model Garden: ``modeling/layers`` (one Keras layer a file),
 ``modeling/encoder.py`` (the BERT network, written once), ``heads/`` (one
 online head a file), ``models/`` (an encoder plus a head, and the registry),
-``losses.py`` (objective terms), ``data/`` (tokenizer, packer, task readers),
-``loading.py`` (a trained directory -> model + preprocessor + task).
+``losses.py`` (objective terms), ``options.py`` (the schema of the run options),
+``data/`` (tokenizer, packer, task readers), ``training/`` (a stage, the
+pipeline), ``evaluation/``, ``inference/`` (a trained directory -> model +
+preprocessor + task, the state cache, serving).
 
 Use from Python::
 
     import virt_tf
     matcher = virt_tf.load("runs/rte_virt")          # a trained model directory
     probs = matcher.predict(["A man plays."], ["Someone is playing."])
+
+    run = virt_tf.pipeline_options("rte", "virt", model_dir="runs/rte_virt", epochs=3)
+    metrics = virt_tf.train_pipeline(run)            # python -m virt_tf.train, in-process
 
 The names below are imported on first use, so ``import virt_tf`` stays light.
 """
@@ -25,6 +30,9 @@ _LAZY = {
     "LogitDistillationLoss": "virt_tf.losses", "LogitMSELoss": "virt_tf.losses",
     "virt_loss": "virt_tf.losses",
     "recipe": "virt_tf.config", "recipe_names": "virt_tf.config",
+    "load_config": "virt_tf.config", "pipeline_options": "virt_tf.config",
+    "RunOptions": "virt_tf.options", "PipelineOptions": "virt_tf.options",
+    "DebugOptions": "virt_tf.options", "train_pipeline": "virt_tf.training.pipeline",
     "augment_pairs": "virt_tf.data.augment",
     "BertPairPreprocessor": "virt_tf.data.tokenization",
     "MODELS": "virt_tf.models.registry", "build_classifier": "virt_tf.models.registry",

@@ -9,16 +9,16 @@ import sys
 
 from absl import flags, logging
 
+from virt_tf import rundir
 from virt_tf.cli import paths
 from virt_tf.cli.common import absl_main, require_flags, run
-from virt_tf.evaluation.metrics import compute_metrics, evaluate_examples, predict_probs  # noqa: F401
 from virt_tf.cli.paths import PathFlag
-
 
 FLAGS = flags.FLAGS
 
 
 def define_flags():
+    """The command's flags (called before parsing, by ``__main__`` or the console script)."""
     flags.DEFINE_string("model_dir", None, "A trained model directory (holds model_config.json).")
     flags.DEFINE_string("data_dir", None, "Task files; tensorflow-datasets when not given.")
     flags.DEFINE_string("split", None, "Split to score (default: the task's eval split).")
@@ -33,6 +33,7 @@ PATH_FLAGS = (PathFlag("model_dir", paths.MODEL_DIR), PathFlag("data_dir", paths
 
 
 def _evaluate():
+    """Check the flags and paths, then evaluate (OS errors on the paths are user errors)."""
     require_flags(FLAGS, ("model_dir",))
     paths.check_flags(FLAGS, PATH_FLAGS)
     with paths.os_errors_as_user_errors(paths.flag_roots(FLAGS, PATH_FLAGS)):
@@ -40,7 +41,8 @@ def _evaluate():
 
 
 def _evaluate_checked():
-    from virt_tf.inference.matcher import load  # pylint: disable=import-outside-toplevel
+    """Score the split, print the metrics as JSON (and write them to ``--output``)."""
+    from virt_tf.inference.matcher import load  # TensorFlow after the checks: fast --help
 
     matcher = load(FLAGS.model_dir)
     split = FLAGS.split or matcher.config.get("eval_split", "dev")
@@ -52,8 +54,7 @@ def _evaluate_checked():
     logging.info("metrics: %s", metrics)
     print(json.dumps(metrics, indent=2))
     if FLAGS.output:
-        from virt_tf.training.stage import write_json  # pylint: disable=import-outside-toplevel
-        write_json(FLAGS.output, metrics)
+        rundir.write_json(FLAGS.output, metrics)
     return 0
 
 

@@ -11,6 +11,7 @@ A model directory of a finished stage holds (WORKSPACE.md describes each)::
     checkpoints/      stage.json, clock.json, best.weights.h5, best.json, tf.train files
     logs/             TensorBoard
     teacher/          the pipeline's teacher stage (a model directory of its own)
+    train.log  alignment.json   in a cell of the reproduction grid
 
 Writes go through a temporary file in the same folder, renamed over the target: a kill or a
 full disk leaves the old file or the new one, never a part. This module imports neither
@@ -21,6 +22,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 
 MODEL_CONFIG = "model_config.json"
 WEIGHTS = "model.weights.h5"
@@ -37,6 +39,9 @@ BEST_WEIGHTS = "best.weights.h5"  # in checkpoints/: the best tune epoch's weigh
 BEST_INFO = "best.json"  # in checkpoints/: that epoch and its tune accuracy
 LOGS_DIR = "logs"
 TEACHER_DIR = "teacher"  # the pipeline's teacher stage inside a student's directory
+# Beside a model directory's files, a cell of the reproduction grid holds:
+CELL_LOG = "train.log"  # its command and everything the run printed
+ALIGNMENT_FILE = "alignment.json"  # a student's per-layer L_virt against its teacher
 
 
 def path(directory, *names):
@@ -48,6 +53,9 @@ def checkpoint_path(directory, name=""):
     """A file of ``directory/checkpoints/`` (the folder itself without ``name``)."""
     return os.path.join(directory, CHECKPOINTS_DIR, name) if name else os.path.join(
         directory, CHECKPOINTS_DIR)
+
+
+PARTS = "*.tmp*"  # the glob of `temporary` names: writes a killed run did not finish
 
 
 def temporary(target, suffix=""):
@@ -69,7 +77,6 @@ def atomic_target(target, suffix=""):
     except BaseException:
         with contextlib.suppress(OSError):
             if os.path.isdir(tmp) and not os.path.islink(tmp):
-                import shutil  # pylint: disable=import-outside-toplevel  (rare error path)
                 shutil.rmtree(tmp)
             else:
                 os.remove(tmp)
@@ -92,7 +99,7 @@ def write_json(target, obj):
 
 def write_npz(target, **arrays):
     """Write numpy ``arrays`` to ``target`` (an ``.npz``), atomically."""
-    import numpy as np  # pylint: disable=import-outside-toplevel  (this module stays light)
+    import numpy as np  # pylint: disable=import-outside-toplevel  (light: the grid planner reads this module)
     with atomic_target(target, ".npz") as tmp:
         np.savez(tmp, **arrays)
 

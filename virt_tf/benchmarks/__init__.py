@@ -4,7 +4,7 @@
   pipeline (`virt_tf.training.stage`'s stream, `VirtModel`, Adam; the VIRT-encoder with
   its teacher and alpha 1, as in training) with the padded share of the pair
   packings, the path before the speed levers, and texts per second of the offline
-  ``encode`` signature (`virt_tf.encode.encode_texts`, batches sorted by length)
+  ``encode`` signature (`virt_tf.inference.state_cache.encode_texts`, batches sorted by length)
   through TensorFlow, OpenVINO, or sentence-transformers in another interpreter;
 * `suite`: `run`, every setting in one process (ratios are same-run): models x
   precisions x batchings, precisions alternating within each of ``repeats``, then
@@ -20,5 +20,6 @@
 Weights: the default MiniLM-L6 checkpoint, or random ones of ``encoder_preset``;
 speed does not depend on them. Timings are wall-clock on whatever else the machine
 is doing: compare only numbers from one run. ``tools/benchmark_speed.py`` is the
-command line. Nothing here imports TensorFlow at import time.
+command line; ``profiling`` (the online cost of a model, Table 1's last columns) sits beside
+them.
 """

@@ -29,24 +29,33 @@ not depend on them.
 
 `tools/profile_flops.py` is the command line; `tools/reproduce.py` puts these
 numbers beside each row of its reports.
+
+TensorFlow is imported by the functions that build and profile graphs, not at import
+time: ``tools/profile_flops.py --help`` lists the presets through this module, and the
+grid report (`virt_tf.reproduction.report`) formats FLOPs and reuses costs it measured
+before without loading TensorFlow.
 """
+import gc
 import os
 import platform
 import statistics
 import time
 
+from virt_tf.config import CONFIG_DIR, preset
+from virt_tf.errors import ConfigError
+from virt_tf.models import registry
+
 
 def preset_names():
     """Encoder presets of ``configs/presets`` (their dimensions; weights are random here)."""
-    from virt_tf.config import CONFIG_DIR  # pylint: disable=import-outside-toplevel
     folder = os.path.join(CONFIG_DIR, "presets")
     return sorted(f[:-len(".yaml")] for f in os.listdir(folder) if f.endswith(".yaml"))
 
 
 def preset_config(preset_name):
     """The `EncoderConfig` of a preset of ``configs/presets`` (e.g. ``minilm_l6``)."""
-    from virt_tf.config import preset  # pylint: disable=import-outside-toplevel
-    from virt_tf.modeling.encoder import EncoderConfig  # pylint: disable=import-outside-toplevel
+    # here and below: TensorFlow, loaded only to build a graph (the module's docstring)
+    from virt_tf.modeling.encoder import EncoderConfig  # pylint: disable=import-outside-toplevel  (TensorFlow)
     return EncoderConfig.from_dict(preset(preset_name))
 
 
@@ -59,7 +68,7 @@ def count_flops(concrete_fn):
     of the graph that has a FLOP statistic has a shape that is not fully
     static (it would be silently skipped otherwise).
     """
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel  (see the docstring)
     from tensorflow.python.framework import convert_to_constants  # pylint: disable=import-outside-toplevel
     from tensorflow.python.framework import ops as tf_ops  # pylint: disable=import-outside-toplevel
     from tensorflow.python.util import deprecation  # pylint: disable=import-outside-toplevel
@@ -97,14 +106,16 @@ def time_calls(fn, args, warmup=2, repeats=5):
 
 
 def _sync(out):
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    """Wait for ``out`` (a structure of tensors): read every tensor's value."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel  (see the docstring)
     for t in tf.nest.flatten(out):
         t.numpy()
 
 
 # ----------------------------------------------------------------------------- functions
 def _ids(batch, seq, vocab_size, seed):
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    """Random word ids, an all-ones mask and zero type ids, each `[batch, seq]` int32."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel  (see the docstring)
     word_ids = tf.random.stateless_uniform([batch, seq], [seed, 1], 1000, vocab_size, tf.int32)
     return word_ids, tf.ones([batch, seq], tf.int32), tf.zeros([batch, seq], tf.int32)
 
@@ -116,7 +127,7 @@ def online_function(model_name, classifier, batch, query_len, doc_len, pair_len)
     Offline part: states `[batch, query_len, H]`, mask `[batch, query_len]`,
     states `[batch, doc_len, H]`, mask `[batch, doc_len]` -> probabilities.
     """
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel  (see the docstring)
 
     del model_name
     cfg = classifier.encoder_config
@@ -150,7 +161,7 @@ def online_function(model_name, classifier, batch, query_len, doc_len, pair_len)
 
 def encode_function(classifier, batch, seq):
     """``encode`` of one text as ``(concrete_fn, args)``: ids `[batch, seq]` -> states."""
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel  (see the docstring)
 
     def encode(word_ids, mask, type_ids):
         packing = {"input_word_ids": word_ids, "input_mask": mask, "input_type_ids": type_ids}
@@ -191,10 +202,7 @@ def profile(encoder_config, models=None, batch=28, query_pieces=16, doc_pieces=2
     ``results["offline_encode"]`` the per-text cost of ``encode`` (skipped with
     ``offline=False``).
     """
-    import gc  # pylint: disable=import-outside-toplevel
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    from virt_tf.errors import ConfigError  # pylint: disable=import-outside-toplevel
-    from virt_tf.models import registry  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel  (see the docstring)
 
     variants = model_variants(models or list(registry.MODELS))
     unknown = sorted({m for m, _ in variants.values()} - set(registry.MODELS))

@@ -14,13 +14,26 @@ with ``st_python`` runs sentence-transformers on the same texts and weights in t
 interpreter. The results name the CPU and what ``--precision=auto`` picks on it;
 their ``ratios`` are `virt_tf.benchmarks.report.ratios`.
 """
+import csv
 import dataclasses
 import os
 import platform
 
+import tensorflow as tf
+
 from virt_tf.benchmarks.report import ratios
 from virt_tf.benchmarks.timing import (encode_speed, openvino_encode_speed,
                                        sentence_transformers_speed, train_speed)
+from virt_tf.config import preset
+from virt_tf.data import tasks
+from virt_tf.data.pipeline import TokenizedPairs
+from virt_tf.data.tokenization import BertPairPreprocessor
+from virt_tf.inference.openvino import require_openvino
+from virt_tf.modeling.checkpoints import default_checkpoint_dir, read_pretrained
+from virt_tf.modeling.encoder import EncoderConfig
+from virt_tf.rundir import VOCAB
+from virt_tf.training import precision as precision_lib
+from virt_tf.training.distribute import get_strategy
 
 
 def cpu_name():
@@ -39,7 +52,6 @@ def cpu_name():
 
 def read_first_column(path, column, limit):
     """The first ``limit`` values of ``column`` of a GLUE TSV (quotes kept as text)."""
-    import csv  # pylint: disable=import-outside-toplevel
     with open(path, encoding="utf-8") as f:
         rows = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
         return [r[column] for _, r in zip(range(limit), rows)]
@@ -69,21 +81,15 @@ def _mirrored_strategy(cpu_devices):
 
     Call it before TensorFlow places anything: it splits the CPU into devices.
     """
-    from virt_tf.training.distribute import get_strategy  # pylint: disable=import-outside-toplevel
     return get_strategy("mirrored", cpu_devices=cpu_devices) if cpu_devices > 1 else None
 
 
 def _encoder(encoder_preset, max_seq_length):
     """``(config, pretrained, prep)``: the random encoder of ``encoder_preset`` (pretrained
     None) or the default checkpoint, and the pair preprocessor of its vocabulary."""
-    from virt_tf.config import preset  # pylint: disable=import-outside-toplevel
-    from virt_tf.data.tokenization import BertPairPreprocessor  # pylint: disable=import-outside-toplevel
-    from virt_tf.modeling.checkpoints import default_checkpoint_dir, read_pretrained  # pylint: disable=import-outside-toplevel
-    from virt_tf.modeling.encoder import EncoderConfig  # pylint: disable=import-outside-toplevel
-
     if encoder_preset:
         pretrained, config = None, EncoderConfig.from_dict(preset(encoder_preset))
-        vocab = os.path.join(default_checkpoint_dir(), "vocab.txt")
+        vocab = os.path.join(default_checkpoint_dir(), VOCAB)
     else:
         pretrained = read_pretrained()
         config, vocab = pretrained.config, pretrained.vocab_file
@@ -93,9 +99,6 @@ def _encoder(encoder_preset, max_seq_length):
 def _training_pairs(task_name, data_dir, prep, max_train_examples):
     """``(examples, pairs)``: the first ``max_train_examples`` training `Example`s of the
     task and their `TokenizedPairs`."""
-    from virt_tf.data import tasks  # pylint: disable=import-outside-toplevel
-    from virt_tf.data.pipeline import TokenizedPairs  # pylint: disable=import-outside-toplevel
-
     task = tasks.get_task(task_name)
     examples = tasks.read_split(task, data_dir, "train")[:max_train_examples]
     return examples, TokenizedPairs.from_examples(examples, prep)
@@ -105,9 +108,6 @@ def _new_results(task_name, train_examples, batch_size, repeats, steps, warmup,
                  encoder_preset, jit_compile, encode_batch, stack_texts):
     """The results dict before any timing: the settings, the machine, what
     ``--precision=auto`` picks on it, and empty ``train`` and ``encode`` lists."""
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    from virt_tf.training import precision as precision_lib  # pylint: disable=import-outside-toplevel
-
     auto_policy, auto_reason = precision_lib.resolve_precision("auto")
     return {"task": task_name, "train_examples": train_examples, "batch_size": batch_size,
             "repeats": int(repeats),
@@ -193,8 +193,6 @@ def _time_sentence_transformers(st_python, st_script, st_backends, st_model, tex
                                 encode_batch, log):
     """sentence-transformers' result on ``texts`` in the interpreter ``st_python``, with
     the weights of ``st_model`` (default: the default checkpoint's folder)."""
-    from virt_tf.modeling.checkpoints import default_checkpoint_dir  # pylint: disable=import-outside-toplevel
-
     log(f"sentence-transformers in {st_python}: {', '.join(st_backends)}")
     return sentence_transformers_speed(st_python, texts, st_backends, encode_batch,
                                        st_model or default_checkpoint_dir(), st_script)
@@ -220,7 +218,6 @@ def run(task_name, data_dir, encoder_preset=None, models=("cross", "siamese", "v
     results = _new_results(task_name, len(pairs), batch_size, repeats, steps, warmup,
                            encoder_preset, jit_compile, encode_batch, stack_texts)
     if openvino_precisions and encode_texts and encode_file:  # fail before hours of timing
-        from virt_tf.inference.openvino import require_openvino  # pylint: disable=import-outside-toplevel
         require_openvino()
     if include_before:
         results["train"] += _time_before(work, models, log)

@@ -5,13 +5,12 @@
   with the padded share of the batches; ``legacy=`` times the path before the
   speed levers (`legacy_stream`), ``strategy=`` under a `tf.distribute` strategy;
 * `encode_speed`, `openvino_encode_speed`: texts per second of
-  `virt_tf.encode.encode_texts` through `ModelServer.encode` or through OpenVINO
-  (`virt_tf.inference.openvino`);
+  `virt_tf.inference.state_cache.encode_texts` through `ModelServer.encode` or through
+  OpenVINO (`virt_tf.inference.openvino`);
 * `sentence_transformers_speed`: sentence-transformers' encoding of the same
   texts, run by a script (``tools/st_encode_speed.py``) in another interpreter.
 
 Every time is wall-clock (`time.perf_counter`) and stored to `significant` digits.
-Nothing here imports TensorFlow at import time.
 """
 import json
 import os
@@ -19,6 +18,24 @@ import statistics
 import subprocess
 import tempfile
 import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from virt_tf.config import load_config
+from virt_tf.data.pipeline import (TokenizedPairs, batch_plan, epoch_order, padding_share,
+                                   training_stream)
+from virt_tf.inference.openvino import encoder_for_classifier
+from virt_tf.inference.serving import ModelServer
+from virt_tf.inference.state_cache import encode_texts
+from virt_tf.losses import needs_teacher, objective_from_config
+from virt_tf.modeling.checkpoints import assign_weights
+from virt_tf.models.registry import build_classifier, build_now
+from virt_tf.models.virt import VirtModel
+from virt_tf.training.distribute import distributed_stream
+from virt_tf.training.optimization import create_optimizer
+from virt_tf.training.precision import precision_scope, wrap_optimizer
 
 
 def significant(x, digits=5):
@@ -28,32 +45,25 @@ def significant(x, digits=5):
 
 
 # ------------------------------------------------------------------------------ training
-class StepTimer:
-    """Keras callback recording each train step's wall time."""
+class StepTimer(keras.callbacks.Callback):
+    """Keras callback recording each train step's wall time (seconds, in ``times``)."""
 
-    def __new__(cls):
-        import keras  # pylint: disable=import-outside-toplevel
+    def __init__(self):
+        super().__init__()
+        self.times, self._t = [], None
 
-        class _Timer(keras.callbacks.Callback):
-            def __init__(self):
-                super().__init__()
-                self.times, self._t = [], None
+    def on_train_batch_begin(self, batch, logs=None):
+        """Start the clock of step ``batch``."""
+        self._t = time.perf_counter()
 
-            def on_train_batch_begin(self, batch, logs=None):
-                self._t = time.perf_counter()
-
-            def on_train_batch_end(self, batch, logs=None):
-                self.times.append(time.perf_counter() - self._t)
-        return _Timer()
+    def on_train_batch_end(self, batch, logs=None):
+        """Record the seconds of step ``batch``."""
+        self.times.append(time.perf_counter() - self._t)
 
 
 def legacy_stream(examples, preprocessor, batch_size, epochs, seed):
     """The training stream as it was before this benchmark's levers: seeded random
     batches of strings, tokenized in every batch of every epoch."""
-    import numpy as np  # pylint: disable=import-outside-toplevel
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    from virt_tf.data.pipeline import epoch_order  # pylint: disable=import-outside-toplevel
-
     a = np.array([e.text_a for e in examples])
     b = np.array([e.text_b for e in examples])
     y = np.array([e.label for e in examples], np.int32)
@@ -72,19 +82,6 @@ def train_speed(model_name, precision, bucket, examples, encoder_config, pretrai
     ``legacy`` (the training `Example`s) measures the path before the speed levers:
     float32, random batches tokenized every batch, x and y in two encoder calls.
     """
-    import keras  # pylint: disable=import-outside-toplevel
-    import numpy as np  # pylint: disable=import-outside-toplevel
-    from virt_tf.data.pipeline import (TokenizedPairs, batch_plan, padding_share,  # pylint: disable=import-outside-toplevel
-                                       training_stream)
-    from virt_tf.config import load_config  # pylint: disable=import-outside-toplevel
-    from virt_tf.losses import needs_teacher, objective_from_config  # pylint: disable=import-outside-toplevel
-    from virt_tf.modeling.checkpoints import assign_weights  # pylint: disable=import-outside-toplevel
-    from virt_tf.models.registry import build_classifier, build_now  # pylint: disable=import-outside-toplevel
-    from virt_tf.models.virt import VirtModel  # pylint: disable=import-outside-toplevel
-    from virt_tf.training.optimization import create_optimizer  # pylint: disable=import-outside-toplevel
-    from virt_tf.training.precision import wrap_optimizer  # pylint: disable=import-outside-toplevel
-    from virt_tf.training.stage import precision_scope  # pylint: disable=import-outside-toplevel
-
     keras.utils.set_random_seed(0)
     pairs = examples if isinstance(examples, TokenizedPairs) else \
         TokenizedPairs.from_examples(examples, preprocessor)
@@ -92,10 +89,10 @@ def train_speed(model_name, precision, bucket, examples, encoder_config, pretrai
         precision, bucket = "float32", False
     num_labels = int(pairs.labels.max()) + 1
     total = warmup + steps
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
     strategy = strategy or tf.distribute.get_strategy()
     with precision_scope(precision), strategy.scope():
         def build(name):
+            """A new classifier ``name``, with the pretrained weights when given."""
             clf = build_now(build_classifier(name, encoder_config, num_labels, {}))
             if pretrained is not None:
                 assign_weights(clf.encoder, pretrained.weights, pretrained.source)
@@ -117,7 +114,6 @@ def train_speed(model_name, precision, bucket, examples, encoder_config, pretrai
     if legacy is not None:
         stream = legacy_stream(legacy, preprocessor, batch_size, epochs, 0)
     elif strategy.num_replicas_in_sync > 1:
-        from virt_tf.training.distribute import distributed_stream  # pylint: disable=import-outside-toplevel
         stream = distributed_stream(strategy, pairs, preprocessor, plan)
     else:
         stream = training_stream(pairs, preprocessor, batch_size, epochs, 0, bucket=bucket,
@@ -147,12 +143,6 @@ def train_speed(model_name, precision, bucket, examples, encoder_config, pretrai
 # ------------------------------------------------------------------------------ encoding
 def encode_speed(texts, encoder_config, pretrained, preprocessor, precision, batch_size):
     """Texts per second of `encode_texts` through `ModelServer.encode` (sorted batches)."""
-    from virt_tf.encode import encode_texts  # pylint: disable=import-outside-toplevel
-    from virt_tf.modeling.checkpoints import assign_weights  # pylint: disable=import-outside-toplevel
-    from virt_tf.models.registry import build_classifier, build_now  # pylint: disable=import-outside-toplevel
-    from virt_tf.inference.serving import ModelServer  # pylint: disable=import-outside-toplevel
-    from virt_tf.training.stage import precision_scope  # pylint: disable=import-outside-toplevel
-
     with precision_scope(precision):
         clf = build_now(build_classifier("siamese", encoder_config, 2, {}))
         if pretrained is not None:
@@ -173,11 +163,6 @@ def openvino_encode_speed(texts, encoder_config, pretrained, preprocessor, infer
     """Texts per second of `encode_texts` through OpenVINO: the Siamese model's ``encode``
     signature saved as a SavedModel and converted by OpenVINO (`virt_tf.inference.openvino`),
     the same weights and texts as `encode_speed`."""
-    from virt_tf.encode import encode_texts  # pylint: disable=import-outside-toplevel
-    from virt_tf.modeling.checkpoints import assign_weights  # pylint: disable=import-outside-toplevel
-    from virt_tf.models.registry import build_classifier, build_now  # pylint: disable=import-outside-toplevel
-    from virt_tf.inference.openvino import encoder_for_classifier  # pylint: disable=import-outside-toplevel
-
     clf = build_now(build_classifier("siamese", encoder_config, 2, {}))
     if pretrained is not None:
         assign_weights(clf.encoder, pretrained.weights, pretrained.source)

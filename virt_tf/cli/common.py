@@ -15,13 +15,15 @@ path flags (`virt_tf.cli.paths`) before any work.
 import gc
 import sys
 
-from absl import logging
+from absl import app, flags, logging
+
+from virt_tf.errors import ConfigError, UserError
 
 EXIT_USER_ERROR = 2
 
+
 def user_error_types():
     """The exception classes `run_cli` reports as user errors."""
-    from virt_tf.errors import UserError  # pylint: disable=import-outside-toplevel
     return (UserError,)
 
 
@@ -56,14 +58,13 @@ def report_user_error(message):
 
 def require_flags(flag_values, names):
     """A `ConfigError` naming the first of ``names`` that was not given."""
-    from virt_tf.errors import ConfigError  # pylint: disable=import-outside-toplevel
     for name in names:
         if not getattr(flag_values, name):
             raise ConfigError(f"--{name} is required")
 
 
 def _refuse_stray_arguments(argv):
-    from virt_tf.errors import ConfigError  # pylint: disable=import-outside-toplevel
+    """A `ConfigError` for arguments that are not flags (absl leaves them in ``argv``)."""
     if len(argv) > 1:
         raise ConfigError(f"unexpected arguments: {' '.join(argv[1:])} (flags are "
                           "--name=value; see --help)")
@@ -72,6 +73,7 @@ def _refuse_stray_arguments(argv):
 def absl_main(fn):
     """An absl ``main(argv)`` that refuses stray arguments and runs ``fn`` under `run_cli`."""
     def main(argv):
+        """absl's entry: ``argv`` holds what is left after the flags."""
         return run_cli(lambda: _refuse_stray_arguments(argv) or fn())
     return main
 
@@ -83,13 +85,27 @@ def parse_flags(argv):
     and missing required flags are all user errors. Returns the remaining
     arguments (``argv[0]`` first), as absl's own parser does.
     """
-    from absl import flags  # pylint: disable=import-outside-toplevel
     try:
         return flags.FLAGS(argv)
     except flags.Error as e:
-        from virt_tf.errors import ConfigError  # pylint: disable=import-outside-toplevel
         message = f"{ConfigError.__name__}: {one_line(e)} (see --help)"
     report_user_error(message)
+
+
+# absl's help flags: absl prints the usage and exits 1; asking for help is no error.
+HELP_FLAGS = ("-h", "-?", "--help", "-help", "--helpshort", "--helpfull", "--helpxml")
+
+
+def run_main(main, argv=None):
+    """``absl.app.run(main)`` with flag errors as one `ConfigError` line (`parse_flags`) and
+    ``--help`` ending with exit code 0 (absl's own exits 1)."""
+    args = sys.argv if argv is None else argv
+    try:
+        app.run(main, argv=argv, flags_parser=parse_flags)
+    except SystemExit as e:
+        if e.code == 1 and any(a.split("=")[0] in HELP_FLAGS for a in args[1:]):
+            sys.exit(0)
+        raise
 
 
 def run(fn, argv=None):
@@ -97,5 +113,4 @@ def run(fn, argv=None):
 
     Every entry point's ``__main__`` calls this after defining its flags.
     """
-    from absl import app  # pylint: disable=import-outside-toplevel
-    app.run(absl_main(fn), argv=argv, flags_parser=parse_flags)
+    run_main(absl_main(fn), argv=argv)

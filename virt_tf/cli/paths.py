@@ -8,8 +8,8 @@ mistake costs nothing: a `PathError` naming the flag, the path and what is wrong
 * ``INPUT_FILE``: must exist, be a file, be readable and (unless ``allow_empty``)
   not be empty;
 * ``INPUT_DIR``: must exist, be a folder and be readable;
-* ``MODEL_DIR``: an ``INPUT_DIR`` holding a non-empty ``model_config.json`` (a
-  directory written by training);
+* ``MODEL_DIR``: an ``INPUT_DIR`` holding a non-empty ``model_config.json``
+  (`virt_tf.rundir.MODEL_CONFIG`: a directory written by training);
 * ``CHECKPOINT``: a pretrained checkpoint: a folder, a file, or a TensorFlow
   checkpoint prefix (``PREFIX.index`` exists);
 * ``OUTPUT_DIR``: a folder that is, or can be, created and written: if it exists it
@@ -24,16 +24,17 @@ During the run, `os_errors_as_user_errors` turns an `OSError` (or a TensorFlow I
 error) on a path *under* a user-given path (a full disk, a folder made read-only or
 removed while a job runs) into a `WriteError` naming the flag and the path; an OS
 error on any other path (one this program made itself) stays a bug and keeps its
-traceback. This module imports nothing heavy.
+traceback. Which OS errors are the user's is `virt_tf.errors`' classification (library
+modules use it too, without this command-line module). This module imports nothing heavy.
 """
 import contextlib
 import dataclasses
-import errno
 import os
-import sys
 import tempfile
 
-from virt_tf.errors import MissingFileError, PathError, UserError, WriteError
+from virt_tf.errors import (USER_ERRNOS, MissingFileError, PathError, UserError, WriteError,
+                            describe, error_reason, tf_io_message)
+from virt_tf.rundir import MODEL_CONFIG
 
 INPUT_FILE = "input file"
 INPUT_DIR = "input folder"
@@ -42,7 +43,6 @@ CHECKPOINT = "checkpoint"
 OUTPUT_FILE = "output file"
 OUTPUT_DIR = "output folder"
 KINDS = (INPUT_FILE, INPUT_DIR, MODEL_DIR, CHECKPOINT, OUTPUT_FILE, OUTPUT_DIR)
-MODEL_CONFIG = "model_config.json"
 MIN_FREE_BYTES = 64 * 1024  # below this an output disk counts as full
 
 
@@ -69,19 +69,6 @@ class PathFlag:
 def _where(flag, path):
     """``--flag path``; a positional argument is named in capitals (``ROOT path``)."""
     return f"{flag if flag.isupper() else '--' + flag} {path}"
-
-
-def _reason(error):
-    """'No space left on device' for an OSError, the first line of anything else.
-
-    An OSError with an errno is described by it alone: h5py, say, puts a long dump
-    of its own into ``strerror``."""
-    if isinstance(error, OSError) and error.errno is not None:
-        return os.strerror(error.errno)
-    if isinstance(error, OSError) and error.strerror:
-        return error.strerror
-    lines = [l.strip() for l in str(error).splitlines() if l.strip()]
-    return lines[0] if lines else type(error).__name__
 
 
 def _probe_write(folder):
@@ -117,7 +104,7 @@ def _check_writable_folder(flag, path, folder, creating):
     error = _probe_write(folder)
     if error is not None:
         raise PathError(f"{_where(flag, path)}: {prefix}{subject}not writable "
-                        f"({_reason(error)})")
+                        f"({error_reason(error)})")
     try:
         free = _free_bytes(folder)
     except OSError:
@@ -167,7 +154,7 @@ def check_input_file(flag, path, allow_empty=False):
         with open(path, "rb") as f:
             first = f.read(1)
     except OSError as e:
-        raise PathError(f"{_where(flag, path)}: cannot be read ({_reason(e)})") from e
+        raise PathError(f"{_where(flag, path)}: cannot be read ({error_reason(e)})") from e
     if not first and not allow_empty:
         raise PathError(f"{_where(flag, path)}: the file is empty")
     return path
@@ -182,12 +169,12 @@ def check_input_dir(flag, path):
     try:
         os.listdir(path)
     except OSError as e:
-        raise PathError(f"{_where(flag, path)}: cannot be read ({_reason(e)})") from e
+        raise PathError(f"{_where(flag, path)}: cannot be read ({error_reason(e)})") from e
     return path
 
 
 def check_model_dir(flag, path):
-    """``path`` is a folder written by training: it holds a non-empty model_config.json."""
+    """``path`` is a folder written by training: it holds a non-empty `MODEL_CONFIG`."""
     check_input_dir(flag, path)
     config = os.path.join(path, MODEL_CONFIG)
     if not os.path.isfile(config):
@@ -245,26 +232,9 @@ def check_flags(flag_values, specs):
 
 
 # ----------------------------------------------------------------------- during the run
-# errno values a user's path (or its disk) causes; anything else is not the user's
-USER_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS,
-               errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.EFBIG,
-               errno.ENAMETOOLONG, errno.EIO}
-
-
 def _inside(path, root):
     path, root = os.path.realpath(path), os.path.realpath(root)
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
-
-
-def _tf_io_error(error):
-    """A TensorFlow I/O error's message (from its C++ file system), else None."""
-    tf = sys.modules.get("tensorflow")
-    if tf is None or not isinstance(error, getattr(tf.errors, "OpError", ())):
-        return None
-    io_codes = (tf.errors.ResourceExhaustedError, tf.errors.PermissionDeniedError,
-                tf.errors.NotFoundError, tf.errors.FailedPreconditionError,
-                tf.errors.AlreadyExistsError, tf.errors.DataLossError, tf.errors.UnknownError)
-    return error.message if isinstance(error, io_codes) else None
 
 
 def flag_roots(flag_values, specs):
@@ -282,7 +252,7 @@ def user_path_of(error, roots):
         named = [p for p in (error.filename, error.filename2) if isinstance(p, (str, bytes))]
         text = str(error)
     else:
-        text = _tf_io_error(error)
+        text = tf_io_message(error)
         if text is None:
             return None
         named = []
@@ -297,24 +267,6 @@ def user_path_of(error, roots):
         if not named and (root in text or os.path.abspath(root) in text):
             return flag, root, kind, root
     return None
-
-
-def describe(error, output=True):
-    """What went wrong, on one line, with a hint for a full disk or a refused access
-    (``output``: a write, else a read)."""
-    code = getattr(error, "errno", None)
-    text = _reason(error)
-    tf_error = _tf_io_error(error)
-    if tf_error is not None:
-        name = type(error).__name__
-        code = {"ResourceExhaustedError": errno.ENOSPC,
-                "PermissionDeniedError": errno.EACCES}.get(name)
-    if code in (errno.ENOSPC, errno.EDQUOT):
-        return f"{text} (the disk is full: free space and run the same command again)"
-    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return (f"{text} (not {'writable' if output else 'readable'}: fix the permissions "
-                "and run the same command again)")
-    return text
 
 
 @contextlib.contextmanager
@@ -338,11 +290,6 @@ def os_errors_as_user_errors(roots):
         one_line = " ".join(describe(e, output).split())
         error_class = WriteError if output else PathError
         raise error_class(f"{_where(flag, root)}: {path}: {one_line}") from e
-
-
-def is_io_error(error):
-    """Whether ``error`` is an `OSError` or a TensorFlow file-system error."""
-    return isinstance(error, OSError) or _tf_io_error(error) is not None
 
 
 def default_data_root(repo_root):

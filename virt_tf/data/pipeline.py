@@ -80,6 +80,8 @@ def epoch_order(n, epochs, seed):
 
 
 def steps_per_epoch(num_examples, batch_size):
+    """Full batches an epoch (the last partial batch is dropped); one short batch when
+    there are fewer examples than a batch."""
     return max(1, num_examples // batch_size)
 
 

@@ -13,14 +13,14 @@ import random
 import sys
 from typing import Callable, Optional, Sequence
 
-csv.field_size_limit(sys.maxsize)
+from virt_tf.errors import DataError
 
-
-from virt_tf.errors import ConfigError, DataError  # noqa: E402,F401
+csv.field_size_limit(sys.maxsize)  # a passage may be longer than csv's default field limit
 
 
 @dataclasses.dataclass(frozen=True)
 class Example:
+    """A pair of texts and its integer label (an index into the task's labels)."""
     text_a: str
     text_b: str
     label: int
@@ -28,6 +28,7 @@ class Example:
 
 @dataclasses.dataclass
 class ReadStats:
+    """What a reader met: rows read, malformed rows skipped, empty texts."""
     rows: int = 0
     skipped: int = 0
     empty_texts: int = 0
@@ -211,6 +212,7 @@ TASKS = {}
 
 
 def register(task):
+    """Add ``task`` to `TASKS` under its name; returns it."""
     TASKS[task.name] = task
     return task
 
@@ -269,6 +271,7 @@ register(pairs_task())
 
 
 def get_task(name, **pairs_options):
+    """The registered `Task` ``name``; ``pairs`` is built from ``pairs_options``."""
     if name == "pairs":
         return pairs_task(**pairs_options)
     if name not in TASKS:
@@ -291,6 +294,8 @@ def infer_pair_labels(path, label_field="label"):
 
 
 def split_path(task, data_dir, split):
+    """The file of ``split`` in ``data_dir``: the first of the task's names for it that
+    exists (`DataError` when none does)."""
     if split not in task.files:
         raise DataError(f"task {task.name} has no split {split!r}; "
                         f"known: {sorted(task.files)}")
@@ -303,7 +308,7 @@ def split_path(task, data_dir, split):
 
 
 def _read_tfds(task, split):
-    try:
+    try:  # only this path needs it, and it loads TensorFlow: tasks are read before that
         import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
     except ImportError as e:
         raise DataError("no --data_dir given and tensorflow-datasets is not installed") from e

@@ -2,9 +2,9 @@
 
 A teacher that only feeds logit distillation (no term reads its attention scores)
 gives the same logits for a pair at every step: it is frozen and runs in inference
-mode. `cached_teacher_logits` computes them once, in batches of similar length,
-and stores them beside the run (``teacher_logits.npz``) keyed by the training data's
-fingerprint, the teacher's weights and the length budget; the training stream then
+mode. `cached_teacher_logits` computes them once, in batches of similar length, and
+stores them beside the run (`virt_tf.rundir.TEACHER_LOGITS_FILE`) keyed by the training
+data's fingerprint, the teacher's weights and the length budget; the training stream then
 carries each batch's rows (`TokenizedPairs.teacher_logits`), so a distillation step
 costs what a step of the student alone costs. A resume reuses the file; any other
 data, teacher or length recomputes it.
@@ -14,7 +14,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-CACHE_FILE = "teacher_logits.npz"
+from virt_tf import rundir
 
 
 def teacher_logits(teacher, pairs, preprocessor, batch_size=64):
@@ -42,12 +42,12 @@ def teacher_logits(teacher, pairs, preprocessor, batch_size=64):
 
 
 def cached_teacher_logits(directory, teacher, pairs, preprocessor, key, write=True):
-    """`teacher_logits`, read from ``directory/teacher_logits.npz`` when it was written for
+    """`teacher_logits`, read from ``directory``'s `TEACHER_LOGITS_FILE` when it was written for
     the same ``key`` (a dict of strings: data fingerprint, teacher fingerprint, length
     budget), else computed and (when ``write``) stored there atomically.
 
     Returns `(logits, reused)`."""
-    path = os.path.join(directory, CACHE_FILE)
+    path = rundir.path(directory, rundir.TEACHER_LOGITS_FILE)
     key = {k: str(v) for k, v in key.items()}
     if os.path.exists(path):
         with np.load(path) as saved:
@@ -56,9 +56,6 @@ def cached_teacher_logits(directory, teacher, pairs, preprocessor, key, write=Tr
                 return saved["logits"].astype(np.float32), True
     logits = teacher_logits(teacher, pairs, preprocessor)
     if write:
-        os.makedirs(directory, exist_ok=True)
-        tmp = path + ".tmp.npz"
-        np.savez(tmp, logits=logits, **{f"key_{k}": np.array(v) for k, v in key.items()})
-        os.replace(tmp, path)
+        rundir.write_npz(path, logits=logits, **{f"key_{k}": np.array(v) for k, v in key.items()})
     return logits, False
 

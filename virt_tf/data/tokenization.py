@@ -17,6 +17,7 @@ from virt_tf.errors import DataError
 
 
 def read_vocab(vocab_file):
+    """The word pieces of a BERT ``vocab.txt``, one a line, in id order."""
     with tf.io.gfile.GFile(vocab_file) as f:
         return [line.rstrip("\n") for line in f]
 

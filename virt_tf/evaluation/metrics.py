@@ -1,5 +1,9 @@
 """Evaluators, apart from models and entry points: probabilities and task metrics."""
+import keras
 import numpy as np
+import tensorflow as tf
+
+from virt_tf.data.pipeline import eval_dataset
 
 
 def predict_probs(classifier, examples, preprocessor, batch_size=64):
@@ -8,9 +12,6 @@ def predict_probs(classifier, examples, preprocessor, batch_size=64):
     ``examples`` are `Example`s or ``(text_a, text_b)`` pairs; batches are sorted
     by length (less padding) and mapped back.
     """
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    from virt_tf.data.pipeline import eval_dataset  # pylint: disable=import-outside-toplevel
-
     ds, order = eval_dataset(examples, preprocessor, batch_size)
     predict = tf.function(
         lambda f: tf.nn.softmax(tf.cast(classifier(f, training=False), tf.float32), axis=-1),
@@ -25,8 +26,6 @@ def predict_probs(classifier, examples, preprocessor, batch_size=64):
 
 def compute_metrics(probs, labels, names=("accuracy",)):
     """Accuracy, F1 (positive class 1) and ROC-AUC with Keras metrics."""
-    import keras  # pylint: disable=import-outside-toplevel
-
     labels = np.asarray(labels)
     pred = probs.argmax(axis=-1)
     out = {"examples": int(len(labels))}
@@ -50,3 +49,16 @@ def evaluate_examples(classifier, examples, preprocessor, metric_names, batch_si
     """Task metrics of ``classifier`` on labelled ``examples``."""
     probs = predict_probs(classifier, examples, preprocessor, batch_size)
     return compute_metrics(probs, [e.label for e in examples], metric_names)
+
+
+def evaluate_with_loss(classifier, examples, preprocessor, metric_names, probs=None):
+    """The task metrics plus ``loss``, the mean cross-entropy: a sensitive fingerprint of
+    the weights (two runs that differ anywhere differ in it, unlike in accuracy).
+    ``probs`` `[n, num_labels]`: the probabilities when already computed."""
+    if probs is None:
+        probs = predict_probs(classifier, examples, preprocessor)
+    labels = np.array([e.label for e in examples])
+    metrics = compute_metrics(probs, labels, metric_names)
+    picked = probs[np.arange(len(labels)), labels].astype(np.float64)
+    metrics["loss"] = float(-np.mean(np.log(np.maximum(picked, 1e-30))))
+    return metrics

@@ -1,27 +1,51 @@
 """The predictions a run saves when it ends (``predictions.npz``), read without TensorFlow.
 
 A run writes its evaluation split's probabilities, labels, split name and a fingerprint of
-the pairs (`virt_tf.training.stage.save_predictions`); paired tests (the screen, the grid report,
+the pairs (`save_predictions`); paired tests (the screen, the grid report,
 ``tools/compare_runs.py --saved``) read them back here, with no model loaded.
 """
 import os
 
 import numpy as np
 
+from virt_tf import rundir
 from virt_tf.errors import ConfigError
+from virt_tf.rundir import PREDICTIONS_FILE, fingerprint_examples
 
-PREDICTIONS_FILE = "predictions.npz"
+
+def save_predictions(directory, split, probs, examples):
+    """Write ``directory/predictions.npz``: ``probs`` `[n, num_labels]` of ``examples``
+    (the ``split`` scored), their labels and fingerprint, for paired comparisons without
+    re-scoring."""
+    rundir.write_npz(rundir.path(directory, PREDICTIONS_FILE),
+                     probs=probs.astype(np.float32), split=np.array(split),
+                     labels=np.array([e.label for e in examples], np.int32),
+                     fingerprint=np.array(fingerprint_examples(examples)))
 
 
 def read_probs(run_dir):
     """``(probabilities, labels, split, fingerprint)`` of a run, or None without a file
     (split and fingerprint are None in a file written without them)."""
-    path = os.path.join(run_dir, PREDICTIONS_FILE)
+    path = rundir.path(run_dir, PREDICTIONS_FILE)
     if not os.path.exists(path):
         return None
     with np.load(path) as data:
         named = {k: str(data[k]) if k in data.files else None for k in ("split", "fingerprint")}
         return data["probs"], data["labels"], named["split"], named["fingerprint"]
+
+
+def load_predictions(directory, split=None, examples=None):
+    """``(probs, labels)`` saved by training, or None when absent, or saved for another
+    ``split`` or other ``examples`` than those asked for."""
+    saved = read_probs(directory)
+    if saved is None:
+        return None
+    probs, labels, saved_split, fingerprint = saved
+    if split is not None and saved_split != split:
+        return None
+    if examples is not None and fingerprint != fingerprint_examples(examples):
+        return None
+    return probs, labels
 
 
 def read(run_dir):

@@ -1,6 +1,11 @@
-"""Statistics of comparisons between runs: spread over seeds, gap closed, paired tests."""
+"""Statistics of comparisons between runs: spread over seeds, gap closed, paired tests.
+
+Predictions are int arrays `[pairs]` of predicted classes, labels the same shape.
+"""
 import itertools
 import statistics
+
+import numpy as np
 
 
 def mean_spread(values):
@@ -24,13 +29,14 @@ def mcnemar_exact(only_a, only_b):
     n = only_a + only_b
     if n == 0:
         return 1.0
-    from scipy.stats import binomtest  # pylint: disable=import-outside-toplevel
+    # scipy.stats takes about a second to import, more than all else `tools/reproduce.py
+    # --help` or `--plan`, `compare_runs.py` and `screen_table.py` load through this module
+    from scipy.stats import binomtest  # pylint: disable=import-outside-toplevel  (heavy, fast --help)
     return float(binomtest(int(only_a), int(n), 0.5).pvalue)
 
 
 def paired(pred_a, pred_b, labels):
     """Discordant counts and McNemar p of two models' predictions on the same pairs."""
-    import numpy as np  # pylint: disable=import-outside-toplevel
     labels = np.asarray(labels)
     ra, rb = np.asarray(pred_a) == labels, np.asarray(pred_b) == labels
     only_a, only_b = int(np.sum(ra & ~rb)), int(np.sum(rb & ~ra))
@@ -46,7 +52,6 @@ def compare(predictions, labels):
     it instead of on being right (does a distillation term make a student follow its
     teacher more, whether or not accuracy moves?).
     """
-    import numpy as np  # pylint: disable=import-outside-toplevel
     labels = np.asarray(labels)
     names = list(predictions)
     first = predictions[names[0]]
@@ -69,4 +74,5 @@ def compare(predictions, labels):
 
 
 def _mean_or_nan(values):
+    """The mean of a boolean array; nan when it is empty."""
     return float(sum(values) / len(values)) if len(values) else float("nan")

@@ -15,13 +15,26 @@ class PairHead(keras.layers.Layer):
     Subclasses implement `build(input_shape)` (the shape of ``states_a``) and
     `logits(...)`; `call` casts every input to the layer's compute dtype first
     (Keras casts only the first argument under a mixed-precision policy).
+
+    ``RUN_OPTIONS`` lists the head's ``(constructor argument, run option)`` pairs: the
+    options of `virt_tf.options.RunOptions` it is built from (`from_options`). A new head
+    option is a field of that schema and an entry here, in the head's file.
     """
+    RUN_OPTIONS = ()
 
     def __init__(self, num_labels, dropout_rate=0.1, initializer_range=0.02, **kwargs):
         super().__init__(**kwargs)
         self.num_labels = int(num_labels)
         self.dropout_rate = float(dropout_rate)
         self.initializer_range = float(initializer_range)
+
+    @classmethod
+    def from_options(cls, num_labels, encoder_config, options, **kwargs):
+        """The head of a run: ``options`` (a mapping of every run option) gives the
+        ``RUN_OPTIONS`` and the dropout, ``encoder_config`` the initializer's range."""
+        args = {arg: options[name] for arg, name in cls.RUN_OPTIONS}
+        return cls(num_labels, dropout_rate=options["dropout_rate"],
+                   initializer_range=encoder_config.initializer_range, **args, **kwargs)
 
     def initializer(self):
         return keras.initializers.TruncatedNormal(stddev=self.initializer_range)

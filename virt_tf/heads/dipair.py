@@ -20,6 +20,7 @@ class DiPairHead(PairHead):
     Only `x_tokens + y_tokens` states a pair are read online. Shapes as in
     `PairHead`; texts shorter than a slice are padded and masked.
     """
+    RUN_OPTIONS = (("x_tokens", "dipair_x_tokens"), ("y_tokens", "dipair_y_tokens"))
 
     def __init__(self, num_labels, x_tokens=8, y_tokens=16, num_heads=12,
                  intermediate_size=None, **kwargs):
@@ -30,6 +31,12 @@ class DiPairHead(PairHead):
         self.y_tokens = int(y_tokens)
         self.num_heads = int(num_heads)
         self.intermediate_size = intermediate_size
+
+    @classmethod
+    def from_options(cls, num_labels, encoder_config, options, **kwargs):
+        """`PairHead.from_options`; its layer has as many attention heads as the encoder's."""
+        return super().from_options(num_labels, encoder_config, options,
+                                    num_heads=encoder_config.num_attention_heads, **kwargs)
 
     def build(self, input_shape):
         d = int(input_shape[-1])

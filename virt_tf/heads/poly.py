@@ -29,6 +29,7 @@ class PolyEncoderHead(PairHead):
     ``first_m=m`` uses x's first m token states as `C` instead of learned codes (the
     authors' released code, m = 64). Shapes as in `PairHead`.
     """
+    RUN_OPTIONS = (("codes", "poly_codes"), ("first_m", "poly_first_m"), ("fusion", "fusion"))
 
     def __init__(self, num_labels, codes=360, first_m=None, fusion="paper", **kwargs):
         super().__init__(num_labels, **kwargs)

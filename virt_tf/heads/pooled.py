@@ -23,6 +23,7 @@ class PooledFusionHead(PairHead):
     ``"concat"``: `r = [u; v]`, the paper's literal Siamese BERT.
     Shapes as in `PairHead`.
     """
+    RUN_OPTIONS = (("fusion", "fusion"), ("pool_padding", "pool_padding"))
 
     def __init__(self, num_labels, fusion="paper", pool_padding=False, activation="default",
                  **kwargs):

@@ -13,32 +13,38 @@ tensorflow-text op) and hands that signature to OpenVINO's own converter
 `OpenVinoEncoder` compiles the IR for the CPU and is called like ``ModelServer.encode``
 (``input_word_ids``, ``input_mask``, ``input_type_ids`` `[batch, seq]` int32 ->
 ``states`` `[batch, seq, hidden]` float32, ``mask`` `[batch, seq]` int32, as numpy
-arrays), so `virt_tf.encode.encode_texts` writes the same state cache through it.
-Inference precision ``f32`` (the default) keeps OpenVINO's CPU plugin in float32: its
-own default on a CPU with bfloat16 instructions (AVX512_BF16, AMX) is bfloat16.
+arrays), so `virt_tf.inference.state_cache.encode_texts` writes the same state cache through
+it (`virt_tf.inference.state_cache` also checks that an exported IR comes from the model
+directory it encodes for). Inference precision ``f32`` (the default) keeps OpenVINO's CPU
+plugin in float32: its own default on a CPU with bfloat16 instructions (AVX512_BF16, AMX)
+is bfloat16.
 
 ``openvino`` is an optional dependency (``pip install -r requirements-openvino.txt``);
-without it every entry here raises `MissingDependencyError` (one ``error:`` line).
+without it every entry here raises `MissingDependencyError` (one ``error:`` line): the
+package is imported only inside the functions that run it (`require_openvino`).
 """
-import json
 import os
 import shutil
 import tempfile
 
+import numpy as np
+import tensorflow as tf
+
+from virt_tf import rundir
 from virt_tf.errors import CheckpointError, ConfigError, MissingDependencyError
+from virt_tf.inference import OPENVINO_PRECISIONS
+from virt_tf.inference.serving import ModelServer
 
 IR_NAME = "encode.xml"
 INFO_FILE = "virt_tf_openvino.json"
-FOLDER_SUFFIX = "_openvino"
-# OpenVINO's names for the CPU plugin's inference precision
-PRECISIONS = ("f32", "bf16", "f16")
+FOLDER_SUFFIX = "_openvino"  # NAME_openvino/<version>/ beside the model's SavedModels
 INSTALL_HINT = "pip install -r requirements-openvino.txt (or: pip install openvino)"
 
 
 def require_openvino():
     """The ``openvino`` module, or `MissingDependencyError` saying how to install it."""
     try:
-        import openvino  # pylint: disable=import-outside-toplevel
+        import openvino  # pylint: disable=import-outside-toplevel  (optional dependency)
     except ImportError as e:
         raise MissingDependencyError(
             f"the OpenVINO backend needs the optional package openvino, which is not "
@@ -51,7 +57,6 @@ def convert_encode(saved_model_dir):
     ``openvino.Model`` with inputs ``input_word_ids``, ``input_mask``, ``input_type_ids``
     `[?, ?]` int32 and the ``states`` output `[?, ?, hidden]` float32."""
     ov = require_openvino()
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
     loaded = tf.saved_model.load(saved_model_dir)
     if "encode" not in loaded.signatures:
         raise ConfigError(f"{saved_model_dir}: the SavedModel has no encode signature (a "
@@ -76,8 +81,7 @@ def save_ir(model, folder, info):
     ov = require_openvino()
     os.makedirs(folder, exist_ok=True)
     ov.save_model(model, os.path.join(folder, IR_NAME), compress_to_fp16=False)
-    with open(os.path.join(folder, INFO_FILE), "w", encoding="utf-8") as f:
-        json.dump(info, f, indent=2, sort_keys=True)
+    rundir.write_json(os.path.join(folder, INFO_FILE), info)
     return os.path.join(folder, IR_NAME)
 
 
@@ -88,20 +92,17 @@ def read_info(folder):
         raise CheckpointError(f"{folder}: not an OpenVINO export of virt_tf (no {IR_NAME} "
                               f"and {INFO_FILE}; write one with python -m virt_tf.export "
                               "--format=openvino)")
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    return rundir.read_json(path)
 
 
 def export_ir(saved_model_dir, folder, info):
     """Convert the ``encode`` signature of ``saved_model_dir`` into ``folder`` (written
-    through ``folder + ".tmp"``, then renamed). Returns the IR path."""
+    through a temporary folder beside it, then renamed over it). Returns the IR path."""
     model = convert_encode(saved_model_dir)
-    tmp = folder + ".tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    save_ir(model, tmp, info)
-    if os.path.exists(folder):
-        shutil.rmtree(folder)
-    os.replace(tmp, folder)
+    with rundir.atomic_target(folder) as tmp:
+        save_ir(model, tmp, info)
+        if os.path.exists(folder):  # an earlier export of this version (--overwrite)
+            shutil.rmtree(folder)
     return os.path.join(folder, IR_NAME)
 
 
@@ -116,9 +117,9 @@ class OpenVinoEncoder:
     """
 
     def __init__(self, model, inference_precision="f32", threads=None):
-        if inference_precision not in PRECISIONS:
-            raise ConfigError(f"OpenVINO inference precision must be one of {PRECISIONS}, "
-                              f"got {inference_precision!r}")
+        if inference_precision not in OPENVINO_PRECISIONS:
+            raise ConfigError(f"OpenVINO inference precision must be one of "
+                              f"{OPENVINO_PRECISIONS}, got {inference_precision!r}")
         ov = require_openvino()
         core = ov.Core()
         if isinstance(model, (str, os.PathLike)):
@@ -140,7 +141,6 @@ class OpenVinoEncoder:
 
     def __call__(self, input_word_ids, input_mask, input_type_ids):
         """Ids `[batch, seq]` -> ``{"states": [batch, seq, hidden] float32, "mask"}`` (numpy)."""
-        import numpy as np  # pylint: disable=import-outside-toplevel
         feeds = {"input_word_ids": np.asarray(input_word_ids, np.int32),
                  "input_mask": np.asarray(input_mask, np.int32),
                  "input_type_ids": np.asarray(input_type_ids, np.int32)}
@@ -152,27 +152,10 @@ class OpenVinoEncoder:
         return {"states": states, "mask": feeds["input_mask"]}
 
 
-def encoder_for(model_dir, openvino_model, inference_precision="f32", threads=None):
-    """An `OpenVinoEncoder` from an IR folder written by ``virt_tf.export --format=openvino``
-    (or its ``encode.xml``), checked to come from the trained ``model_dir`` (the recorded
-    model fingerprint: weights and vocabulary)."""
-    from virt_tf.encode import model_fingerprint  # pylint: disable=import-outside-toplevel
-    require_openvino()
-    folder = os.path.dirname(openvino_model) if openvino_model.endswith(".xml") \
-        else openvino_model
-    info = read_info(folder or ".")
-    if info.get("model_fingerprint") != model_fingerprint(model_dir):
-        raise CheckpointError(f"{openvino_model} was exported from another model than "
-                              f"{model_dir} (weights or vocabulary differ)")
-    return OpenVinoEncoder(os.path.join(folder, IR_NAME), inference_precision, threads)
-
-
 def encoder_for_classifier(classifier, model_name, inference_precision="f32", threads=None):
     """An `OpenVinoEncoder` of a classifier in memory: its ``encode`` signature is saved to
     a temporary SavedModel and converted now (seconds for MiniLM-L6)."""
     require_openvino()
-    from virt_tf.inference.serving import ModelServer  # pylint: disable=import-outside-toplevel
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
     if not classifier.offline:
         raise ConfigError(f"a {model_name} model has no offline part to run with OpenVINO")
     server = ModelServer(classifier, model_name)

@@ -1,4 +1,4 @@
-"""Serving modules shared by `virt_tf.export`, `virt_tf.encode` and `virt_tf.score`.
+"""Serving modules shared by the export, the state cache and scoring (`virt_tf.inference`).
 
 Two `tf.Module`s with fixed input signatures wrap a trained classifier:
 
@@ -28,8 +28,12 @@ This module never imports tensorflow-text nor Keras itself; only
 import os
 
 import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
+
+from virt_tf.errors import MissingFileError, ServingInputError
 
 PACKING_KEYS = ("input_word_ids", "input_mask", "input_type_ids")
+SAVED_MODEL_FILE = "saved_model.pb"  # what marks a SavedModel folder
 
 
 class _Untracked:
@@ -61,9 +65,6 @@ class _Server(tf.Module):
         if name in functions:
             return functions[name]
         raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
-
-
-from virt_tf.errors import MissingFileError, ServingInputError  # noqa: E402,F401
 
 
 def _ids_spec(name):
@@ -130,6 +131,7 @@ class ModelServer(_Server):
 
     @property
     def classifier(self):
+        """The wrapped classifier (held outside the SavedModel's object graph)."""
         return self._held.obj
 
     # -- the functions (shapes in the module docstring) ---------------------------------
@@ -213,6 +215,7 @@ class PreprocessingServer(_Server):
 
     @property
     def preprocessor(self):
+        """The wrapped `BertPairPreprocessor` (held outside the object graph)."""
         return self._held.obj
 
     def _pair(self, text_a, text_b):
@@ -229,6 +232,7 @@ class PreprocessingServer(_Server):
         return dict(self.preprocessor.single(text))
 
     def signatures(self):
+        """Signature name -> concrete function, for `tf.saved_model.save`."""
         names = ("encode", "serving_default") if self.dual else ("serving_default",)
         return {name: getattr(self, name).get_concrete_function() for name in names}
 
@@ -260,10 +264,8 @@ def check_score_inputs(states_a, mask_a, states_b, mask_b, hidden_size):
 # ------------------------------------------------------------------- SavedModel contents
 def saved_model_op_types(saved_model_dir):
     """Every op type used in a SavedModel's graphs and function library (a set of str)."""
-    from tensorflow.core.protobuf import saved_model_pb2  # pylint: disable=import-outside-toplevel
-
     proto = saved_model_pb2.SavedModel()
-    with open(os.path.join(saved_model_dir, "saved_model.pb"), "rb") as f:
+    with open(os.path.join(saved_model_dir, SAVED_MODEL_FILE), "rb") as f:
         proto.ParseFromString(f.read())
     ops, functions = set(), set()
     for meta in proto.meta_graphs:
@@ -294,7 +296,7 @@ class ExportedModel:
     """
 
     def __init__(self, path):
-        if not os.path.exists(os.path.join(path, "saved_model.pb")):
+        if not os.path.exists(os.path.join(path, SAVED_MODEL_FILE)):
             raise MissingFileError(f"{path}: no saved_model.pb (give a version folder, "
                                     "e.g. EXPORT_DIR/virt/1)")
         self.path = path

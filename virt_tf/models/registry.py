@@ -1,18 +1,23 @@
 """The model registry (one row a model) and saving/loading of classifiers. No flags here.
 
 A row names the classifier class (whose attributes declare the model's
-capabilities) and how to build it from a run configuration; run options a
-model implies (e.g. the baselines train without L_virt) are data, in
-``configs/models/<name>.yaml``. Importing this module does not import
-TensorFlow: the entry points read the model names before any heavy import.
+capabilities) and its online head; the head's class declares the run options it
+is built from (``RUN_OPTIONS``, `virt_tf.heads.base.PairHead`), whose defaults
+are the schema's (`virt_tf.options`). Run options a model implies (e.g. the
+baselines train without L_virt) are data, in ``configs/models/<name>.yaml``.
+
+Importing this module does not import TensorFlow: rows name their classes as
+``module:Class`` paths, imported when a model is built, and the two functions
+that need Keras or TensorFlow themselves import it (the grid report and the
+commands read the rows before any heavy import).
 
 A trained model directory holds ``model_config.json`` (what to build),
 ``model.weights.h5`` (the weights), ``vocab.txt``, and ``model.keras``, the
-same classifier in the Keras format. Nothing is pickled: the config is JSON,
-weights are HDF5 arrays, and `load_keras` loads with ``safe_mode=True`` (the
-classes are registered serializable and rebuilt from `get_config`).
-Every file is written to a temporary name and renamed, so a kill never leaves
-a half-written one.
+same classifier in the Keras format (`virt_tf.rundir` names them). Nothing is
+pickled: the config is JSON, weights are HDF5 arrays, and `load_keras` loads
+with ``safe_mode=True`` (the classes are registered serializable and rebuilt
+from `get_config`). Every file is written through `virt_tf.rundir`'s atomic
+writer, so a kill never leaves a half-written one.
 """
 import dataclasses
 import importlib
@@ -20,13 +25,18 @@ import json
 import os
 import shutil
 import warnings
-from typing import Callable
 
+from virt_tf import rundir
+from virt_tf.config import defaults
 from virt_tf.errors import CheckpointError, MissingFileError
+from virt_tf.options import RunOptions
+from virt_tf.rundir import KERAS_FILE, MODEL_CONFIG, VOCAB, WEIGHTS
 
-MODEL_CONFIG = "model_config.json"
-WEIGHTS = "model.weights.h5"
-KERAS_FILE = "model.keras"
+
+def _import(path):
+    """The object of a ``module:name`` path."""
+    module, name = path.split(":")
+    return getattr(importlib.import_module(module), name)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,77 +45,50 @@ class ModelSpec:
 
     ``cls_path`` (``module:Class``) is the classifier class; its attributes
     declare the capabilities (``offline``, ``signatures``, ``separate_layers``,
-    ``input_packings``). ``head`` builds the online head from
-    ``(encoder_config, num_labels, cfg)``, or is None for a model that builds
-    its own (the cross-encoder, DeFormer); ``options`` maps constructor
-    arguments to the run-config keys they come from.
+    ``input_packings``). ``head`` (``module:Class``, a `PairHead`) is its online
+    head, or None for a model that builds its own (the cross-encoder, DeFormer);
+    ``simple_head`` the head that ``virt_head: simple`` puts in its place ("w/o
+    VIRT-A"). ``options`` maps constructor arguments of the classifier to the run
+    options they come from.
     """
     name: str
     cls_path: str
     summary: str
-    head: Callable = None
+    head: str = None
+    simple_head: str = None
     options: tuple = ()
 
     @property
     def cls(self):
-        module, name = self.cls_path.split(":")
-        return getattr(importlib.import_module(module), name)
+        """The classifier class (imported on first use)."""
+        return _import(self.cls_path)
 
-
-def _common(encoder_config, cfg):
-    return {"dropout_rate": cfg.get("dropout_rate", 0.1),
-            "initializer_range": encoder_config.initializer_range}
-
-
-def pooled_head(encoder_config, num_labels, cfg):
-    from virt_tf.heads.pooled import PooledFusionHead  # pylint: disable=import-outside-toplevel
-    return PooledFusionHead(num_labels, fusion=cfg.get("fusion", "paper"),
-                            pool_padding=cfg.get("pool_padding", False),
-                            **_common(encoder_config, cfg))
-
-
-def virt_head(encoder_config, num_labels, cfg):
-    """Eq. 8-9; ``virt_head: simple`` gives the pooled head ("w/o VIRT-A")."""
-    from virt_tf.heads.adapted import VirtAdaptedHead  # pylint: disable=import-outside-toplevel
-    if (cfg.get("virt_head") or "adapted") == "simple":
-        return pooled_head(encoder_config, num_labels, cfg)
-    return VirtAdaptedHead(num_labels, fusion=cfg.get("fusion", "paper"),
-                           pool_padding=cfg.get("pool_padding", False),
-                           **_common(encoder_config, cfg))
-
-
-def dipair_head(encoder_config, num_labels, cfg):
-    from virt_tf.heads.dipair import DiPairHead  # pylint: disable=import-outside-toplevel
-    return DiPairHead(num_labels, x_tokens=cfg.get("dipair_x_tokens", 8),
-                      y_tokens=cfg.get("dipair_y_tokens", 16),
-                      num_heads=encoder_config.num_attention_heads,
-                      **_common(encoder_config, cfg))
-
-
-def poly_head(encoder_config, num_labels, cfg):
-    from virt_tf.heads.poly import PolyEncoderHead  # pylint: disable=import-outside-toplevel
-    return PolyEncoderHead(num_labels, codes=cfg.get("poly_codes", 360),
-                           first_m=cfg.get("poly_first_m"), fusion=cfg.get("fusion", "paper"),
-                           **_common(encoder_config, cfg))
+    def head_class(self, options):
+        """The `PairHead` class the run ``options`` ask for (None: no separate head)."""
+        if self.simple_head and options.get("virt_head") == "simple":
+            return _import(self.simple_head)
+        return _import(self.head) if self.head else None
 
 
 _DUAL = "virt_tf.models.dual:DualEncoderClassifier"
+_POOLED = "virt_tf.heads.pooled:PooledFusionHead"
 _ROWS = [
     ModelSpec("cross", "virt_tf.models.cross:CrossEncoderClassifier",
               "cross-encoder over [CLS] x [SEP] y [SEP] (the teacher)"),
     ModelSpec("siamese", _DUAL, "Siamese BERT: Eq. 9 on mean-pooled states "
-              "(--fusion=concat: the paper's [u; v])", pooled_head),
+              "(--fusion=concat: the paper's [u; v])", _POOLED),
     ModelSpec("virt", _DUAL, "VIRT-encoder: Eq. 8 + Eq. 9 on cached states, "
-              "trained with alpha * L_virt", virt_head),
+              "trained with alpha * L_virt", "virt_tf.heads.adapted:VirtAdaptedHead",
+              simple_head=_POOLED),
     ModelSpec("deformer", "virt_tf.models.deformer:DeformerClassifier",
               "DeFormer: lower layers apart, upper --deformer_joint_layers jointly",
               options=(("joint_layers", "deformer_joint_layers"),)),
     ModelSpec("dipair", _DUAL, "DiPair: first 8 / 16 states of x / y, one light "
-              "transformer layer", dipair_head),
+              "transformer layer", "virt_tf.heads.dipair:DiPairHead"),
     ModelSpec("poly", _DUAL, "Poly-encoder: 360 learned codes over x, y's pooled vector "
-              "attends over them", poly_head),
+              "attends over them", "virt_tf.heads.poly:PolyEncoderHead"),
     ModelSpec("dse", _DUAL, "DSE: Siamese BERT trained on task loss + logit distillation "
-              "(0.5 / 0.5)", pooled_head),
+              "(0.5 / 0.5)", _POOLED),
 ]
 MODELS = {row.name: row for row in _ROWS}
 
@@ -115,31 +98,33 @@ def same_online_part(name):
     models that differ only in how they are trained (DSE is the Siamese model trained with
     logit distillation) share their online part, so their online cost is one measurement."""
     spec = get_spec(name)
+    built = (spec.cls_path, spec.head, spec.simple_head, spec.options)
     return next(row.name for row in _ROWS
-                if (row.cls_path, row.head, row.options) == (spec.cls_path, spec.head,
-                                                             spec.options))
+                if (row.cls_path, row.head, row.simple_head, row.options) == built)
 
 
 def get_spec(name):
+    """The registry row of ``name``; `CheckpointError` naming the known ones."""
     if name not in MODELS:
         raise CheckpointError(f"unknown model {name!r}; known: {sorted(MODELS)}")
     return MODELS[name]
 
 
 def build_classifier(name, encoder_config, num_labels, cfg=None):
-    """A classifier of model ``name``; ``cfg`` (a run config) supplies the head options."""
+    """A classifier of model ``name``; ``cfg`` (a `RunOptions`, or a mapping of some run
+    options over `virt_tf.config.defaults`) supplies the head's options and the dropout."""
     spec = get_spec(name)
-    cfg = cfg or {}
-    kwargs = {arg: cfg[key] for arg, key in spec.options if cfg.get(key) is not None}
-    if spec.head is not None:
-        kwargs["head"] = spec.head(encoder_config, num_labels, cfg)
-    return spec.cls(encoder_config, num_labels, dropout_rate=cfg.get("dropout_rate", 0.1),
+    options = cfg if isinstance(cfg, RunOptions) else {**defaults(), **(cfg or {})}
+    kwargs = {arg: options[key] for arg, key in spec.options if options.get(key) is not None}
+    head = spec.head_class(options)
+    if head is not None:
+        kwargs["head"] = head.from_options(num_labels, encoder_config, options)
+    return spec.cls(encoder_config, num_labels, dropout_rate=options["dropout_rate"],
                     name=name, **kwargs)
 
 
 def build_now(classifier):
     """Create ``classifier``'s variables by one call on placeholder ids."""
-    from virt_tf.models.inputs import dummy_features  # pylint: disable=import-outside-toplevel
     classifier(dummy_features(), training=False)
     return classifier
 
@@ -150,30 +135,25 @@ def save_classifier(directory, model_name, classifier, meta, vocab_file, keras_f
     No pickle anywhere. Each file is written under a temporary name and renamed.
     """
     os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, WEIGHTS + ".tmp.weights.h5")
-    classifier.save_weights(tmp)
-    os.replace(tmp, os.path.join(directory, WEIGHTS))
-    vocab_dst = os.path.join(directory, "vocab.txt")
+    with rundir.atomic_target(rundir.path(directory, WEIGHTS), ".weights.h5") as tmp:
+        classifier.save_weights(tmp)
+    vocab_dst = rundir.path(directory, VOCAB)
     if os.path.abspath(vocab_file) != os.path.abspath(vocab_dst):
-        shutil.copyfile(vocab_file, vocab_dst + ".tmp")
-        os.replace(vocab_dst + ".tmp", vocab_dst)
+        with rundir.atomic_target(vocab_dst) as tmp:
+            shutil.copyfile(vocab_file, tmp)
     if keras_format:
-        save_keras(os.path.join(directory, KERAS_FILE), classifier)
+        save_keras(rundir.path(directory, KERAS_FILE), classifier)
     config = {"model": model_name, "classifier": classifier.get_config(), **meta,
-              "vocab_file": "vocab.txt"}
-    tmp = os.path.join(directory, MODEL_CONFIG + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(config, f, indent=2)
-    os.replace(tmp, os.path.join(directory, MODEL_CONFIG))
+              "vocab_file": VOCAB}
+    rundir.write_text_atomic(rundir.path(directory, MODEL_CONFIG), json.dumps(config, indent=2))
 
 
 def save_keras(path, classifier):
     """Save ``classifier`` in the Keras format (a zip of config JSON and HDF5 weights)."""
     if not path.endswith(".keras"):
         raise ValueError(f"{path}: a Keras-format file name must end in .keras")
-    tmp = path[: -len(".keras")] + ".tmp.keras"
-    classifier.save(tmp)
-    os.replace(tmp, path)
+    with rundir.atomic_target(path, ".keras") as tmp:
+        classifier.save(tmp)
     return path
 
 
@@ -187,7 +167,7 @@ def load_keras(path):
     """
     if not os.path.exists(path):
         raise MissingFileError(f"{path}: file not found")
-    import keras  # pylint: disable=import-outside-toplevel
+    import keras  # pylint: disable=import-outside-toplevel  (tensorflow: this module stays light)
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*cannot be built automatically.*")
@@ -207,7 +187,8 @@ def _summary(error, limit=400):
 
 
 def read_model_config(directory):
-    path = os.path.join(directory, MODEL_CONFIG)
+    """The ``model_config.json`` of a trained model directory, checked to be one of ours."""
+    path = rundir.path(directory, MODEL_CONFIG)
     if not os.path.isdir(directory):
         raise MissingFileError(f"{directory}: model directory not found")
     if not os.path.exists(path):
@@ -237,9 +218,9 @@ def load_classifier(directory):
     try:
         classifier = build_now(cls(name=config["model"], **options))
     except (TypeError, ValueError, KeyError) as e:
-        raise CheckpointError(f"{os.path.join(directory, MODEL_CONFIG)}: cannot build the "
+        raise CheckpointError(f"{rundir.path(directory, MODEL_CONFIG)}: cannot build the "
                               f"model it describes: {_summary(e)}") from e
-    weights = os.path.join(directory, WEIGHTS)
+    weights = rundir.path(directory, WEIGHTS)
     if not os.path.exists(weights):
         raise CheckpointError(f"{weights}: file not found (an unfinished model directory?)")
     try:
@@ -252,5 +233,5 @@ def load_classifier(directory):
 
 def dummy_features(batch=2, seq=5):
     """Placeholder packings (`virt_tf.models.inputs.dummy_features`)."""
-    from virt_tf.models.inputs import dummy_features as make  # pylint: disable=import-outside-toplevel
+    from virt_tf.models.inputs import dummy_features as make  # pylint: disable=import-outside-toplevel  (tensorflow: this module stays light)
     return make(batch, seq)

@@ -7,8 +7,12 @@
   teacher, train minutes, online cost, the paper's numbers), the README block;
 * `plots`: accuracy, cost against accuracy, tune curves, training curves, L_virt
   per layer;
-* `alignment`: per-layer L_virt of each student against its teacher.
+* `alignment`: per-layer L_virt of each student against its teacher
+  (`virt_tf.evaluation.alignment`), cached in its cell;
+* `screen`: a screen of training levers read back into one table;
+* `markdown_blocks`: the generated blocks of Markdown files (the README's results).
 
-``tools/reproduce.py`` is the command line. Nothing here imports TensorFlow at
-import time.
+``tools/reproduce.py`` is the command line. Only `alignment` imports TensorFlow at
+import time (the command imports it only for the alignment): the planner (``--plan``)
+never loads it, nor does a report without the alignment whose online costs are cached.
 """

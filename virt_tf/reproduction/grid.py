@@ -4,8 +4,8 @@ A *cell* is one ``python -m virt_tf.train`` run of a row (a model with its train
 flags) on a task at a seed and a learning rate, into
 ``OUTPUT/runs/<task>/<row>/lr<lr>_s<seed>``. The teacher of a task (row
 ``teacher``, seed 0, the paper's learning rate) comes first and every student of
-the task distils from it (``--teacher_dir``). A finished cell (its
-``metrics.json``) is never rerun; an interrupted one resumes from its checkpoints
+the task distils from it (``--teacher_dir``). A finished cell (its metrics,
+`virt_tf.rundir.METRICS_FILE`) is never rerun; an interrupted one resumes from its checkpoints
 when its command is run again, so running the grid again continues where it
 stopped.
 
@@ -20,9 +20,10 @@ Two kinds of task in a profile:
 Per-task ``teacher:`` / ``students:`` flags apply to that stage only and ``flags:``
 to every cell of the task; the command-line overrides (``epochs``,
 ``max_train_examples``, ``max_eval_examples``) to every cell.
+
+The planner imports neither TensorFlow nor numpy (``tools/reproduce.py --plan`` is quick).
 """
 import copy
-import json
 import math
 import os
 import statistics
@@ -30,26 +31,31 @@ import subprocess
 import sys
 import time
 
+import yaml
+
+import virt_tf
+from virt_tf import rundir
+from virt_tf.config import CONFIG_DIR, load_config
 from virt_tf.errors import ConfigError
+from virt_tf.training.precision import cpu_flags
 
 PYTHON = sys.executable
 
 
 def grid_file():
     """``configs/grid.yaml`` (from the repository or the installed package)."""
-    from virt_tf.config import CONFIG_DIR  # pylint: disable=import-outside-toplevel
     return os.path.join(CONFIG_DIR, "grid.yaml")
 
 
 def read_grid_file(path=None):
     """The raw content of ``configs/grid.yaml`` (every profile)."""
-    import yaml  # pylint: disable=import-outside-toplevel
     path = path or grid_file()
     with open(path, encoding="utf-8") as f:
         return yaml.safe_load(f)
 
 
 def profile_names(path=None):
+    """The names of the grid file's profiles, in its order."""
     return list(read_grid_file(path)["profiles"])
 
 
@@ -96,6 +102,7 @@ def teacher_dir(task):
 
 
 def cell_dir(task, row, lr, seed):
+    """A cell's directory, relative to the output folder."""
     return os.path.join("runs", task, row, f"lr{lr_tag(lr)}_s{seed}")
 
 
@@ -247,20 +254,18 @@ def cell_command(cell, grid, output, data_root, extra=(), overrides=None):
 
 
 def read_results(output, cells):
-    """``{cell dir: metrics.json}`` of the finished cells."""
+    """``{cell dir: its metrics}`` of the finished cells (`virt_tf.rundir.read_metrics`)."""
     out = {}
     for cell in cells:
-        path = os.path.join(output, cell["dir"], "metrics.json")
-        if cell["lr"] >= 0 and os.path.exists(path):
-            with open(path, encoding="utf-8") as f:
-                out[cell["dir"]] = json.load(f)
+        directory = os.path.join(output, cell["dir"])
+        if cell["lr"] >= 0 and rundir.has_metrics(directory):
+            out[cell["dir"]] = rundir.read_metrics(directory)
     return out
 
 
 # ----------------------------------------------------------------------------- estimates
 def row_config(grid, task, row):
     """``(model, cfg)``: a row's model and its resolved run options (its recipe included)."""
-    from virt_tf.config import load_config  # pylint: disable=import-outside-toplevel
     spec = dict(grid["rows"][row])
     model, recipe = spec.pop("model"), spec.pop("recipe", None)
     return model, load_config(task, model, overrides=spec, recipe=recipe)
@@ -308,7 +313,6 @@ def machine_class(flags=None):
     """``avx512`` or ``avx2``: the CPU class whose configured step costs apply (from the
     instruction-set flags, `virt_tf.training.precision.cpu_flags` by default)."""
     if flags is None:
-        from virt_tf.training.precision import cpu_flags  # pylint: disable=import-outside-toplevel
         flags = cpu_flags()
     return "avx512" if "avx512f" in flags else "avx2"
 
@@ -384,7 +388,6 @@ def format_plan(cells, grid, output, overrides=None, machine=None):
 # ------------------------------------------------------------------------------ running
 def package_root():
     """The folder holding the ``virt_tf`` package (the repository, or site-packages)."""
-    import virt_tf  # pylint: disable=import-outside-toplevel
     return os.path.dirname(os.path.dirname(os.path.abspath(virt_tf.__file__)))
 
 
@@ -403,7 +406,7 @@ def run_grid(cells, grid, output, data_root, extra=(), overrides=None, log=print
             continue
         cells[i] = cell
         path = os.path.join(output, cell["dir"])
-        if os.path.exists(os.path.join(path, "metrics.json")):
+        if rundir.has_metrics(path):
             continue
         results = read_results(output, cells)  # the estimate learns from every finished cell
         left = sum(estimate_seconds(c, cells, results, grid, overrides)[0] for c in cells[i:]
@@ -413,14 +416,14 @@ def run_grid(cells, grid, output, data_root, extra=(), overrides=None, log=print
         os.makedirs(path, exist_ok=True)
         t0 = time.time()
         cmd = cell_command(cell, grid, output, data_root, extra, overrides)
-        with open(os.path.join(path, "train.log"), "a", encoding="utf-8") as f:
+        with open(os.path.join(path, rundir.CELL_LOG), "a", encoding="utf-8") as f:
             f.write(" ".join(cmd) + "\n")
             f.flush()
             proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, check=False,
                                   env=env)
         if proc.returncode != 0:
             failed.append(cell)
-            log(f"    FAILED (exit {proc.returncode}); see {os.path.join(path, 'train.log')}")
+            log(f"    FAILED (exit {proc.returncode}); see {os.path.join(path, rundir.CELL_LOG)}")
             continue
         results = read_results(output, cells)
         m = results[cell["dir"]]

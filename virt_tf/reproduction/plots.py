@@ -12,13 +12,18 @@
 import math
 import os
 
-from virt_tf.reproduction.report import train_records
+from virt_tf import rundir
 
 MAIN_ROWS = (("siamese", "tab:orange"), ("virt", "tab:green"), ("siamese_concat", "tab:gray"),
              ("teacher", "black"))
 
 
 def _pyplot():
+    """matplotlib's pyplot on the Agg backend (files, no display).
+
+    Imported when a plot is drawn: matplotlib takes half a second to import, which
+    ``tools/reproduce.py --help`` and ``--plan`` (that import this module) do not pay, and
+    the backend is chosen only by a caller that draws."""
     import matplotlib  # pylint: disable=import-outside-toplevel
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
@@ -41,6 +46,7 @@ def _task_axes(plt, summary, tasks, height):
 
 
 def plot_accuracy(summary, output):
+    """``accuracy.png``: each row's mean dev accuracy, sd over seeds, the paper's number."""
     plt = _pyplot()
     tasks = list(summary["tasks"])
     fig, axes = _task_axes(plt, summary, tasks, 4)
@@ -123,6 +129,7 @@ def plot_cost_accuracy(summary, output):
 
 
 def plot_tune_curves(summary, output):
+    """``tune_curves.png``: tune accuracy per epoch of the main rows, one line a seed."""
     plt = _pyplot()
     tasks = list(summary["tasks"])
     fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.6), squeeze=False)
@@ -145,6 +152,8 @@ def plot_tune_curves(summary, output):
 
 
 def plot_training_curves(summary, output):
+    """``training_curves.png``: task loss and L_virt of the fair Siamese and the
+    VIRT-encoder at seed 0, from their training logs."""
     plt = _pyplot()
     tasks = list(summary["tasks"])
     fig, axes = plt.subplots(2, len(tasks), figsize=(5 * len(tasks), 6), squeeze=False)
@@ -152,7 +161,7 @@ def plot_training_curves(summary, output):
         for c in summary["cells"]:
             if c["task"] != task or c["row"] not in ("virt", "siamese") or c["seed"] != 0:
                 continue
-            records = train_records(os.path.join(output, c["dir"]))
+            records = rundir.read_train_log(os.path.join(output, c["dir"]), "train")
             if not records:
                 continue
             steps = [r["step"] for r in records]

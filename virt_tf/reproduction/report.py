@@ -22,16 +22,27 @@ Per task and row (cells of the same row at several seeds):
 * train minutes (mean over seeds), the online cost per pair of the row's model
   at MiniLM-L6 dimensions (`virt_tf.benchmarks.profiling`, computed once per model kind and
   kept in ``results.json``), and the paper's number.
+
+The runs are read through the run-directory contract (`virt_tf.rundir`: metrics, training
+log) and `virt_tf.evaluation.predictions`. No TensorFlow unless a model kind's online cost
+has to be measured (`online_costs`).
 """
-import json
 import math
 import os
 import statistics
 
-from virt_tf.reproduction import markdown_blocks
-from virt_tf.reproduction import grid as grid_lib
-from virt_tf.evaluation.stats import gap_closed, mcnemar_exact, mean_spread, paired
+import numpy as np
 
+from virt_tf import rundir
+from virt_tf.benchmarks import profiling
+from virt_tf.evaluation import predictions
+from virt_tf.evaluation.stats import gap_closed, mcnemar_exact, mean_spread, paired
+from virt_tf.models.registry import same_online_part
+from virt_tf.reproduction import grid as grid_lib
+from virt_tf.reproduction import markdown_blocks
+
+RESULTS_FILE = "results.json"  # in the grid's output folder: the summary below
+REPORT_FILE = "REPORT.md"  # beside it: the summary as text, with the plots
 README_BEGIN, README_END = markdown_blocks.markers("results")
 # Run options that change a model's online part (the rest, e.g. virt_alpha, only training).
 ONLINE_OPTIONS = ("fusion", "virt_head", "pool_padding", "deformer_joint_layers",
@@ -40,20 +51,10 @@ BASES = ("siamese", "siamese_concat")
 
 
 # ------------------------------------------------------------------------- cells, rows
-def load_predictions(output, cell_dir):
-    """``(predicted labels, labels)`` of a cell's ``predictions.npz``, or None."""
-    from virt_tf.evaluation import predictions  # pylint: disable=import-outside-toplevel
+def cell_predictions(output, cell_dir):
+    """``(predicted labels, labels)`` of the predictions a cell saved, or None."""
     saved = predictions.read(os.path.join(output, cell_dir))
     return None if saved is None else saved[:2]
-
-
-def train_records(directory, kind="train"):
-    """The ``kind`` records (train: every few steps; epoch) of a cell's train_log.jsonl."""
-    path = os.path.join(directory, "train_log.jsonl")
-    if not os.path.exists(path):
-        return []
-    with open(path, encoding="utf-8") as f:
-        return [r for r in map(json.loads, f) if r.get("kind") == kind]
 
 
 def cell_record(cell, metrics, output):
@@ -67,7 +68,8 @@ def cell_record(cell, metrics, output):
             "total_steps": metrics.get("total_steps"), "epochs": metrics.get("epochs"),
             "history": [{k: h.get(k) for k in ("epoch", "val_accuracy", "task_loss",
                                                "virt_loss", "accuracy")}
-                        for h in train_records(os.path.join(output, cell["dir"]), "epoch")]}
+                        for h in rundir.read_train_log(os.path.join(output, cell["dir"]),
+                                                       "epoch")]}
 
 
 def pooled_test(per_seed, only_a="only_a_right", only_b="only_b_right"):
@@ -100,7 +102,6 @@ def row_summary(mine, grid, task, row, lr):
 
 def summarize(cells, grid, output):
     """results.json's content: per cell, per row (mean ± sd), gaps, paired tests."""
-    import numpy as np  # pylint: disable=import-outside-toplevel
     results = grid_lib.read_results(output, cells)
     out = {"profile": grid["profile"], "protocol": grid["protocol"], "tasks": {}, "cells": []}
     for cell in cells:
@@ -117,7 +118,7 @@ def summarize(cells, grid, output):
                 rows[row] = row_summary(mine, grid, task, row, lr)
         kept = {(c["row"], c["seed"]): c for c in task_cells
                 if c["row"] in rows and c["lr"] == rows[c["row"]]["lr"]}
-        preds = {key: load_predictions(output, c["dir"]) for key, c in kept.items()}
+        preds = {key: cell_predictions(output, c["dir"]) for key, c in kept.items()}
         teacher = preds.get(("teacher", 0))
         labels = next((p[1] for p in preds.values() if p is not None), np.array([]))
         _gaps(rows)
@@ -164,7 +165,6 @@ def seed_tests(preds, a, b, against=None):
     """Per-seed paired tests of rows ``a`` and ``b`` on the seeds both ran on the same pairs:
     on being right, or, given ``against`` (e.g. the teacher's predictions), on agreeing
     with it."""
-    import numpy as np  # pylint: disable=import-outside-toplevel
     tests = []
     for row, seed in sorted(preds):
         p, q = preds[(row, seed)], preds.get((b, seed))
@@ -196,7 +196,6 @@ def virt_effect(rows, preds, teacher, row, base):
     """L_virt's part of a row: the row against its ``base`` (the same row without L_virt)
     on the seeds both ran: mean accuracies, the paired test on being right and on agreeing
     with the teacher, pooled over those seeds; None without common predictions."""
-    import numpy as np  # pylint: disable=import-outside-toplevel
     right = seed_tests(preds, row, base)
     if not right:
         return None
@@ -244,7 +243,6 @@ def identical_rows(preds):
     """Pairs of student rows whose predicted labels are equal on every pair at every seed
     both ran: ``[{"rows": [a, b], "seeds": [...], "pairs": n}]`` (e.g. two names of one
     configuration; such a pair is one result, not two)."""
-    import numpy as np  # pylint: disable=import-outside-toplevel
     by_row = {}
     for (row, seed), p in sorted(preds.items()):
         if p is not None and row != "teacher":
@@ -367,7 +365,6 @@ def _gaps(rows):
 def online_variant(grid, row):
     """``(key, model, options)``: the online part of a row; rows that differ only in
     training (L_virt, distillation, DSE's model) share a key and one measurement."""
-    from virt_tf.models.registry import same_online_part  # pylint: disable=import-outside-toplevel
     spec = dict(grid["rows"][row])
     model = same_online_part(spec.pop("model"))
     options = {k: spec[k] for k in ONLINE_OPTIONS if spec.get(k) is not None}
@@ -379,8 +376,7 @@ def cached_costs(results_file):
     """The ``online_cost`` kept in an earlier ``results.json``, or None (no file, no key)."""
     if not os.path.exists(results_file):
         return None
-    with open(results_file, encoding="utf-8") as f:
-        return json.load(f).get("online_cost")
+    return rundir.read_json(results_file).get("online_cost")
 
 
 def online_costs(grid, rows, cache=None, profiler=None, log=print):
@@ -400,7 +396,6 @@ def online_costs(grid, rows, cache=None, profiler=None, log=print):
         if key not in known:
             wanted[key] = (model, options)
     if wanted:
-        from virt_tf.benchmarks import profiling  # pylint: disable=import-outside-toplevel
         profiler = profiler or profiling.profile
         log(f"online cost of {', '.join(wanted)} ({settings['encoder']} dimensions, batch "
             f"{settings['batch_size']}, x {settings['query_pieces']} + y "
@@ -437,16 +432,13 @@ def attach_costs(summary, grid, costs):
 
 # --------------------------------------------------------------------------------- text
 def pct(x, digits=1):
+    """A share as a percentage with ``digits`` decimals; ``-`` for None or nan."""
     return "-" if x is None or x != x else f"{100 * x:.{digits}f}"
 
 
 def pvalue(p):
+    """A p-value in two significant digits (``1e-05`` below 0.001); ``-`` for None."""
     return "-" if p is None else (f"{p:.2g}" if p >= 1e-3 else f"{p:.0e}")
-
-
-def flops_text(flops):
-    from virt_tf.benchmarks.profiling import format_flops  # pylint: disable=import-outside-toplevel
-    return format_flops(flops)
 
 
 def noise_points(accuracy, pairs):
@@ -514,7 +506,7 @@ def table_lines(block, compact=False):
         if not compact:
             cells.append(f"{r['train_seconds'] / 60:.0f}")
         online = r.get("online")
-        cells += ([flops_text(online["flops_per_pair"]),
+        cells += ([profiling.format_flops(online["flops_per_pair"]),
                    f"{online['latency_ms_per_pair']:.3g} ms"] if online else ["-", "-"])
         if not compact:
             cells.append(f"{online['flops_ratio']:.4g}x" if online and "flops_ratio" in online
@@ -529,6 +521,7 @@ def _share(x):
 
 
 def protocol_lines(summary, grid):
+    """REPORT.md's protocol: profile, epoch selection, learning rates, what each column is."""
     lr_grid = summary.get("settings", {}).get("lr_grid") or grid["protocol"]["lr_grid"]
     if len(lr_grid) < 2:
         lr = f"- Learning rate {float(lr_grid[0]):g} for every row (no learning-rate search)."

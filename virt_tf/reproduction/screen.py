@@ -3,18 +3,18 @@
 A screen list (e.g. ``configs/screens/mnli_recipe.txt``) has a line a run,
 ``NAME RUN_DIR FLAGS... [# VERDICT]``; `tools/recipe_screen.sh` trains them in order. The
 verdict (after ``#`` on the run's line: kept or dropped, and why) is the screen's
-decision, written by whoever read the result. This module
-reads the finished ones (``metrics.json``, ``predictions.npz``) and compares each with a
+decision, written by whoever read the result. This module reads the finished ones
+(their metrics and saved predictions, `virt_tf.rundir`) and compares each with a
 reference run (the fair Siamese) and the teacher on the same evaluation pairs: accuracy,
 share of the reference-to-teacher gap it closes, exact McNemar test against the
 reference, agreement with the teacher, training seconds a step, and the size of each
 objective term at the end of training (so a weight is read beside what it weighs).
 """
-import json
 import os
 
 import numpy as np
 
+from virt_tf import rundir
 from virt_tf.evaluation import predictions
 from virt_tf.evaluation.stats import gap_closed, paired
 
@@ -39,28 +39,19 @@ TERMS = ("task_loss", "distill_loss", "virt_loss")
 
 def final_terms(run_dir):
     """``{term: value}`` of the objective terms (unweighted batch means) in the last epoch
-    record of ``RUN/train_log.jsonl``; ``{}`` without one."""
-    path = os.path.join(run_dir, "train_log.jsonl")
-    last = {}
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                record = json.loads(line)
-                if record.get("kind") == "epoch":
-                    last = record
+    record of the run's training log; ``{}`` without one."""
+    epochs = rundir.read_train_log(run_dir, "epoch")
+    last = epochs[-1] if epochs else {}
     return {t: last[t] for t in TERMS if t in last}
 
 
 def _finished(run_dir):
     """``(metrics, predicted classes, labels)`` of a finished run, or None (no metrics, or
     no saved predictions to test it on)."""
-    path = os.path.join(run_dir, "metrics.json")
-    saved = predictions.read(run_dir) if os.path.exists(path) else None
+    saved = predictions.read(run_dir) if rundir.has_metrics(run_dir) else None
     if saved is None:
         return None
-    with open(path, encoding="utf-8") as f:
-        metrics = json.load(f)
-    return metrics, saved[0], saved[1]
+    return rundir.read_metrics(run_dir), saved[0], saved[1]
 
 
 def flag_value(flags, name, default=None):

@@ -43,6 +43,14 @@ The CPU's instruction-set flags are read through `cpu_flags`, one function that 
 replace (``monkeypatch.setattr(precision, "cpu_flags", ...)``); GPUs through
 `gpu_compute_capabilities`.
 """
+import contextlib
+
+from virt_tf.errors import ConfigError
+
+# Keras and TensorFlow are imported inside the functions that use them: the option schema
+# (`virt_tf.options`, read before a command loads TensorFlow, for fast flag errors) and the
+# grid planner (`cpu_flags`) read this module without them.
+
 POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 CHOICES = POLICIES + ("auto",)
 
@@ -78,7 +86,7 @@ def cpu_flags():
 
 def gpu_compute_capabilities():
     """``[(name, (major, minor)), ...]`` of the visible GPUs (empty without a GPU)."""
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel  (tensorflow: this module stays light)
     out = []
     for device in tf.config.list_physical_devices("GPU"):
         details = tf.config.experimental.get_device_details(device)
@@ -118,7 +126,6 @@ def resolve_precision(requested):
     if requested in (None, ""):
         requested = "float32"
     if requested not in CHOICES:
-        from virt_tf.errors import ConfigError  # pylint: disable=import-outside-toplevel
         raise ConfigError(f"precision must be one of {CHOICES}, got {requested!r}")
     if requested != "auto":
         return requested, "asked for"
@@ -126,11 +133,12 @@ def resolve_precision(requested):
 
 
 def uses_loss_scaling(policy):
+    """Whether ``policy`` trains with dynamic loss scaling (float16)."""
     return policy == "mixed_float16"
 
 
 def _loss_scale_class():
-    import keras  # pylint: disable=import-outside-toplevel
+    import keras  # pylint: disable=import-outside-toplevel  (tensorflow: this module stays light)
 
     @keras.saving.register_keras_serializable(package="virt_tf")
     class StepCountingLossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
@@ -192,14 +200,32 @@ def describe(policy, reason):
     return f"precision {policy} ({reason})"
 
 
-
-def resolved(cfg):
-    """``(policy, reason)`` of a stage config: ``auto`` resolved once (`resolve_config`
-    of `virt_tf.train` stores the reason in ``_precision_reason``)."""
-    policy = cfg.get("precision") or "float32"
+def resolved(policy, reason=None):
+    """``(policy, reason)``: ``auto`` resolved from the hardware; any other policy (None:
+    float32) kept, with ``reason`` (default: asked for). A training run resolves ``auto``
+    once (`virt_tf.training.pipeline`) and gives every stage the policy and its reason."""
+    policy = policy or "float32"
     if policy == "auto":
         return resolve_precision(policy)
-    return policy, cfg.get("_precision_reason", "asked for")
+    return policy, reason or "asked for"
+
+
+@contextlib.contextmanager
+def precision_scope(policy):
+    """Keras' global dtype policy (``float32``, ``mixed_bfloat16`` or ``mixed_float16``)
+    while building models.
+
+    Under ``mixed_bfloat16`` / ``mixed_float16`` matmuls run in bfloat16 / float16 and
+    the variables stay float32; the losses (`virt_tf.losses`) cast to float32, so
+    softmaxes of the loss, L_virt and the cross-entropy are float32.
+    """
+    import keras  # pylint: disable=import-outside-toplevel  (tensorflow: this module stays light)
+    previous = keras.config.dtype_policy().name
+    keras.config.set_dtype_policy(policy or "float32")
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def overflow_injector(step, factor=2.0 ** 100):
@@ -211,7 +237,7 @@ def overflow_injector(step, factor=2.0 ** 100):
     optimizer then skips the step and halves the scale itself. After the step the
     factor is divided out again, so the run goes on at half the scale it had.
     """
-    import keras  # pylint: disable=import-outside-toplevel
+    import keras  # pylint: disable=import-outside-toplevel  (tensorflow: this module stays light)
 
     class InjectOverflow(keras.callbacks.Callback):
         def __init__(self):

@@ -8,7 +8,8 @@ model files removes their temporary parts and says that the trained weights are 
 last checkpoint, so the rerun only saves. ``--debug_write_fault`` (testing only) makes
 one such write fail after a part of it reached the disk (`inject_write_fault`).
 TensorFlow is imported only when a write has failed: the entry points check
-``--debug_write_fault`` before they import it.
+``--debug_write_fault`` (`parse_write_fault`) before they import it. Partly written files
+are the `virt_tf.rundir.temporary` names of the run-directory contract.
 """
 import contextlib
 import errno
@@ -18,8 +19,9 @@ import shutil
 
 from absl import logging
 
-from virt_tf.errors import WriteError
-from virt_tf.cli.paths import describe, is_io_error
+from virt_tf import rundir
+from virt_tf.errors import WriteError, describe, is_io_error
+
 
 
 def parse_write_fault(spec):
@@ -49,7 +51,7 @@ def inject_write_fault(spec, what, step, folder):
     if what == "checkpoint":
         partial = os.path.join(folder, f"ckpt-{step}_temp", "part-00000-of-00001.data-00000-of-00001")
     else:
-        partial = os.path.join(folder, "model.weights.h5.tmp.weights.h5")
+        partial = rundir.temporary(rundir.path(folder, rundir.WEIGHTS), ".weights.h5")
     os.makedirs(os.path.dirname(partial), exist_ok=True)
     with open(partial, "wb") as f:
         f.write(b"\0" * 1024)
@@ -57,6 +59,8 @@ def inject_write_fault(spec, what, step, folder):
 
 
 def _latest_checkpoint(ckpt_dir):
+    # defers TensorFlow: `virt_tf.train` imports this module for its flag checks, which run
+    # before TensorFlow is loaded
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     return tf.train.latest_checkpoint(ckpt_dir)
 
@@ -74,11 +78,11 @@ def _remove_partial(paths_to_remove):
 
 def remove_stale_parts(directory, ckpt_dir):
     """Remove what a killed earlier process of this stage left half-written: temporary
-    files (``*.tmp*``) in ``directory`` and ``ckpt_dir``, and TensorFlow's unfinished
+    files (`rundir.PARTS`) in ``directory`` and ``ckpt_dir``, and TensorFlow's unfinished
     checkpoint parts (``ckpt-*_temp*``). Called before a stage (re)starts, when no other
     process writes these folders."""
-    _remove_partial(glob.glob(os.path.join(directory, "*.tmp*")) +
-                    glob.glob(os.path.join(ckpt_dir, "*.tmp*")) +
+    _remove_partial(glob.glob(os.path.join(directory, rundir.PARTS)) +
+                    glob.glob(os.path.join(ckpt_dir, rundir.PARTS)) +
                     glob.glob(os.path.join(ckpt_dir, "ckpt-*_temp*")))
 
 
@@ -107,7 +111,7 @@ def final_write(directory, ckpt_dir):
     except Exception as e:  # pylint: disable=broad-except
         if not is_io_error(e):
             raise
-        _remove_partial(glob.glob(os.path.join(directory, "*.tmp*")))
+        _remove_partial(glob.glob(os.path.join(directory, rundir.PARTS)))
         latest = _latest_checkpoint(ckpt_dir)
         raise WriteError(f"{directory}: could not write the trained model: {describe(e)}; "
                          f"the trained weights are kept in {latest}: run the same command "
