@@ -11,7 +11,6 @@ directories, `virt_tf.reproduction.alignment` for every student of the grid.
     examples, split, dataset = alignment_pairs(teacher_matcher, "data/rte", max_examples=256)
     per_layer = student_virt_loss(teacher_matcher.classifier, student, dataset)
 """
-import numpy as np
 import tensorflow as tf
 
 from virt_tf.data.pipeline import eval_dataset
@@ -44,22 +43,20 @@ def per_layer_virt_loss(teacher, encode_fn, dataset, num_layers):
       dataset: ``(features, labels)`` batches (`alignment_pairs`).
       num_layers: the layers the student runs on each text apart.
     """
-    @tf.function(reduce_retracing=True)
-    def batch_losses(features):
+    # eagerly, summed layer by layer in Python floats: the numbers of every earlier report
+    sums, count = [0.0] * num_layers, 0
+    for features, labels in dataset:
         scores = teacher.forward(features, return_scores=True)["scores"]
         sx = encode_fn(features["text_a"])
         sy = encode_fn(features["text_b"])
-        return tf.stack([virt_loss(sx["queries"], sx["keys"], sy["queries"], sy["keys"],
-                                   scores, features["text_a"]["input_mask"],
-                                   features["text_b"]["input_mask"], layers=[l])
-                         for l in range(num_layers)])
-
-    sums, count = np.zeros(num_layers), 0
-    for features, labels in dataset:
         size = int(tf.shape(labels)[0])
-        sums += batch_losses(features).numpy().astype(np.float64) * size
+        for l in range(num_layers):
+            sums[l] += float(virt_loss(
+                sx["queries"], sx["keys"], sy["queries"], sy["keys"], scores,
+                features["text_a"]["input_mask"], features["text_b"]["input_mask"],
+                layers=[l])) * size
         count += size
-    return (sums / max(count, 1)).tolist()
+    return [s / max(count, 1) for s in sums]
 
 
 def student_virt_loss(teacher, student, dataset):
