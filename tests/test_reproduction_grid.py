@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from virt_tf.errors import ConfigError
+from virt_tf import rundir
+from virt_tf.errors import ConfigError, StageError
 from virt_tf.reproduction import grid as grid_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -198,3 +199,40 @@ def test_plan_command_line(tmp_path):
     assert sum(" seed " in l for l in lines) == 32
     assert "32 cells (0 done)" in proc.stdout and "left out" not in proc.stdout
     assert not os.listdir(tmp_path)  # nothing ran, nothing written
+
+
+def _finished_cell(output, cell, grid, **recorded):
+    """A fabricated finished cell whose ``stage.json`` records the options its command asks
+    for, with ``recorded`` changed."""
+    path = os.path.join(output, cell["dir"])
+    options = rundir.jsonable(grid_lib.cell_run_options(cell, grid))
+    rundir.write_json(rundir.checkpoint_path(path, rundir.STAGE_FILE),
+                      dict(options, train_data="0" * 16, **recorded))
+    rundir.write_json(os.path.join(path, rundir.METRICS_FILE), {"accuracy": 0.5})
+    return path
+
+
+def test_the_grid_skips_a_finished_cell_that_ran_its_settings(tmp_path, monkeypatch):
+    grid = grid_lib.load_grid(profile="quick")
+    cells = grid_lib.plan_cells(grid)
+    for cell in cells:
+        _finished_cell(tmp_path, cell, grid)
+    monkeypatch.setattr(grid_lib.subprocess, "run", lambda *a, **k: pytest.fail("ran a cell"))
+    lines = []
+    assert grid_lib.run_grid(cells, grid, str(tmp_path), "data", log=lines.append) == []
+    assert lines == []
+
+
+def test_the_grid_refuses_a_finished_cell_of_other_settings(tmp_path, monkeypatch):
+    grid = grid_lib.load_grid(profile="quick")
+    cells = grid_lib.plan_cells(grid)
+    siamese = next(c for c in cells if c["row"] == "siamese")
+    for cell in cells:
+        _finished_cell(tmp_path, cell, grid,
+                       **({"learning_rate": 1e-4, "fusion": "concat"} if cell is siamese else {}))
+    monkeypatch.setattr(grid_lib.subprocess, "run", lambda *a, **k: pytest.fail("ran a cell"))
+    with pytest.raises(StageError) as raised:
+        grid_lib.run_grid(cells, grid, str(tmp_path), "data", log=lambda line: None)
+    message = str(raised.value)
+    assert message.startswith(os.path.join(str(tmp_path), siamese["dir"]))
+    assert "fusion 'concat' -> 'paper'" in message and "learning_rate 0.0001 -> 5e-05" in message

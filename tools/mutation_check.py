@@ -107,10 +107,10 @@ MUTATIONS = {
         ["tests/test_bad_input.py::test_a_bug_is_not_bad_input"]),
     "resume_forgets_lr": (
         "resume ignores a changed learning rate",
-        [("virt_tf/training/resume.py",
-          'RESUME_FREE = {"checkpoint_steps", "max_eval_examples", "eval_split"}',
-          'RESUME_FREE = {"checkpoint_steps", "max_eval_examples", "eval_split", '
-          '"learning_rate"}')],
+        [("virt_tf/options.py",
+          'RESUME_FREE = frozenset({"checkpoint_steps", "max_eval_examples", "eval_split"})',
+          'RESUME_FREE = frozenset({"checkpoint_steps", "max_eval_examples", "eval_split", '
+          '"learning_rate"})')],
         ["tests/test_resume_settings.py::test_resume_refuses_a_changed_setting"]),
 }
 

@@ -37,6 +37,18 @@ AUGMENT_SOURCES = ("pool", "random", "overlap", "edit")
 PAPER = "configs/base.yaml"  # the value of a field marked so: the paper's setup, as data
 
 
+# Run options that do not change what a stage trains: a resume may change them.
+RESUME_FREE = frozenset({"checkpoint_steps", "max_eval_examples", "eval_split"})
+
+
+def changed_settings(saved, now, defaults):
+    """``{setting: (saved, now)}`` of every setting of ``now`` whose value differs from the
+    ``saved`` one (a ``stage.json``); a setting ``saved`` lacks counts as its value in
+    ``defaults``, so adding an option changes nothing that older runs recorded."""
+    return {k: (saved.get(k, defaults.get(k)), v) for k, v in now.items()
+            if saved.get(k, defaults.get(k)) != v}
+
+
 # ------------------------------------------------------------------------------ checks
 def _number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

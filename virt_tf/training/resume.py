@@ -18,10 +18,9 @@ from absl import logging
 from virt_tf import rundir
 from virt_tf.config import defaults
 from virt_tf.errors import StageError
+from virt_tf.options import RESUME_FREE
+from virt_tf.options import changed_settings as options_changed
 from virt_tf.rundir import STAGE_FILE, fingerprint_examples
-
-# Run options that do not change what a stage computes: a resume may change them.
-RESUME_FREE = {"checkpoint_steps", "max_eval_examples", "eval_split"}
 
 
 def make_checkpoint(classifier, optimizer):
@@ -61,28 +60,55 @@ def first_line(error):
     return lines[0] if lines else type(error).__name__
 
 
-def check_stage_file(directory, info, resuming, write=True):
-    """Refuse to resume checkpoints whose steps mean something else (other batch, seed...).
-
-    ``info`` is this run's `stage_settings`. When ``resuming`` and the stage file exists,
-    every setting that differs is named (a setting an older file lacks counts as its
-    default, `virt_tf.config.defaults`: adding an option breaks no older checkpoint);
-    otherwise ``info`` is recorded (when ``write``)."""
+def changed_settings(directory, info):
+    """``{setting: (recorded, now)}`` of every setting of ``info`` (this run's
+    `stage_settings`) that differs from the ``stage.json`` of ``directory``; None when the
+    stage recorded none. A setting an older file lacks counts as its default
+    (`virt_tf.config.defaults`): adding an option breaks no older run."""
     path = rundir.checkpoint_path(directory, STAGE_FILE)
-    if resuming and os.path.exists(path):
-        try:
-            saved = rundir.read_json(path)
-        except ValueError as e:
-            raise StageError(f"{path}: not valid JSON ({e})") from e
-        old = rundir.jsonable(defaults())
-        changed = {k: (saved.get(k, old.get(k)), v) for k, v in info.items()
-                   if saved.get(k, old.get(k)) != v}
-        if changed:
-            diff = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in sorted(changed.items()))
-            raise StageError(f"{directory}: its checkpoints come from a different setting "
-                             f"({diff}); use another --model_dir or the same options")
-    elif write:
-        rundir.write_json(path, info)
+    if not os.path.exists(path):
+        return None
+    try:
+        saved = rundir.read_json(path)
+    except ValueError as e:
+        raise StageError(f"{path}: not valid JSON ({e})") from e
+    return options_changed(saved, info, rundir.jsonable(defaults()))
+
+
+def _describe(changed):
+    return ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in sorted(changed.items()))
+
+
+def check_stage_file(directory, info, resuming, write=True):
+    """Refuse to resume checkpoints whose steps mean something else (other batch, seed...):
+    when ``resuming``, every setting that differs from the recorded ones is named
+    (`changed_settings`); otherwise ``info`` is recorded (when ``write``)."""
+    changed = changed_settings(directory, info) if resuming else None
+    if changed:
+        raise StageError(f"{directory}: its checkpoints come from a different setting "
+                         f"({_describe(changed)}); use another --model_dir or the same options")
+    if changed is None and write:
+        rundir.write_json(rundir.checkpoint_path(directory, STAGE_FILE), info)
+
+
+def check_finished_stage(directory, info, evaluation):
+    """Refuse to reuse the finished stage in ``directory`` for a run of other settings: a
+    `StageError` naming each setting that differs, with both values; nothing is written.
+    ``evaluation`` (``{"split": name, "examples": count}``) is what this run would score:
+    the stage's ``metrics.json`` must have scored the same. A finished stage that recorded
+    no settings is reused with a warning."""
+    changed = changed_settings(directory, info)
+    if changed is None:
+        logging.warning("%s: finished, but records no settings to compare; reusing it",
+                        directory)
+        changed = {}
+    scored = rundir.read_metrics(directory)
+    changed.update({f"eval {k}": (scored.get(k), v) for k, v in evaluation.items()
+                    if scored.get(k) != v})
+    if changed:
+        raise StageError(f"{directory}: holds a finished run of a different setting "
+                         f"({_describe(changed)}); use another --model_dir or the same "
+                         "options")
 
 
 def fingerprint_weights(model):

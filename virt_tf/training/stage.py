@@ -43,8 +43,9 @@ from virt_tf.training.callbacks import (KeepBestEpoch, NanGuard, PoisonWeights, 
                                         TrainClock, TrainLog)
 from virt_tf.training.distribute import distributed_stream, is_chief
 from virt_tf.training.optimization import create_optimizer
-from virt_tf.training.resume import (check_stage_file, first_line, fingerprint_weights,
-                                     make_checkpoint, restore_checkpoint, stage_settings)
+from virt_tf.training.resume import (check_finished_stage, check_stage_file, first_line,
+                                     fingerprint_weights, make_checkpoint,
+                                     restore_checkpoint, stage_settings)
 from virt_tf.training.safe_writes import final_write, inject_write_fault, remove_stale_parts
 
 # Checkpoints kept; must stay >= 2 (see the module docstring).
@@ -74,15 +75,17 @@ def run_stage(model_name, directory, options, data, pretrained, preprocessor, te
     """
     strategy = strategy or tf.distribute.get_strategy()
     chief = is_chief(strategy)
-    if rundir.stage_finished(directory):
+    stage = _Stage.create(model_name, directory, options, data, preprocessor, strategy, chief,
+                          verbose, encoder_config or pretrained.config, epochs,
+                          precision_reason, debug or DebugOptions())
+    if rundir.stage_finished(directory):  # reused only when it ran these settings
+        check_finished_stage(directory, _settings(stage, pretrained, teacher),
+                             {"split": options["eval_split"], "examples": len(data["eval"])})
         logging.info("%s: finished earlier, reusing it", directory)
         classifier, _ = load_classifier(directory)
         return classifier, rundir.read_metrics(directory)
     os.makedirs(directory, exist_ok=True)
     keras.utils.set_random_seed(int(options["seed"]))
-    stage = _Stage.create(model_name, directory, options, data, preprocessor, strategy, chief,
-                          verbose, encoder_config or pretrained.config, epochs,
-                          precision_reason, debug or DebugOptions())
     classifier, optimizer, model = _build_model(stage, pretrained, teacher)
     manager, latest, write_dir = _open_checkpoints(stage, classifier, optimizer)
     start = _resume(stage, classifier, optimizer, latest, pretrained, teacher)
@@ -221,14 +224,19 @@ def _open_checkpoints(stage, classifier, optimizer):
     return manager, latest, write_dir
 
 
+def _settings(stage, pretrained, teacher):
+    """The stage's `stage_settings`: what ``stage.json`` records and a resume or a reuse of
+    a finished stage must match."""
+    return stage_settings(stage.model_name, stage.options, stage.encoder_config, stage.data,
+                          pretrained, teacher, stage.epochs, stage.steps_per_epoch)
+
+
 def _resume(stage, classifier, optimizer, latest, pretrained, teacher):
     """The optimizer step the stage starts from: 0, or that of ``latest`` restored into
     ``classifier``/``optimizer``. Checks (the chief: records) the stage's settings first
     (`check_stage_file`): a resume with settings that change the result is refused."""
-    settings = stage_settings(stage.model_name, stage.options, stage.encoder_config,
-                              stage.data, pretrained, teacher, stage.epochs,
-                              stage.steps_per_epoch)
-    check_stage_file(stage.directory, settings, resuming=bool(latest), write=stage.chief)
+    check_stage_file(stage.directory, _settings(stage, pretrained, teacher),
+                     resuming=bool(latest), write=stage.chief)
     if not latest:
         return 0
     restore_checkpoint(classifier, optimizer, latest)
