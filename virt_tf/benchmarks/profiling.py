@@ -69,9 +69,9 @@ def count_flops(concrete_fn):
     static (it would be silently skipped otherwise).
     """
     import tensorflow as tf  # pylint: disable=import-outside-toplevel  (see the docstring)
-    from tensorflow.python.framework import convert_to_constants  # pylint: disable=import-outside-toplevel
-    from tensorflow.python.framework import ops as tf_ops  # pylint: disable=import-outside-toplevel
-    from tensorflow.python.util import deprecation  # pylint: disable=import-outside-toplevel
+    from tensorflow.python.framework import convert_to_constants  # pylint: disable=import-outside-toplevel  (see the docstring)
+    from tensorflow.python.framework import ops as tf_ops  # pylint: disable=import-outside-toplevel  (see the docstring)
+    from tensorflow.python.util import deprecation  # pylint: disable=import-outside-toplevel  (see the docstring)
 
     _, graph_def = convert_to_constants.convert_variables_to_constants_v2_as_graph(concrete_fn)
     if graph_def.library.function:

@@ -309,7 +309,7 @@ def split_path(task, data_dir, split):
 
 def _read_tfds(task, split):
     try:  # only this path needs it, and it loads TensorFlow: tasks are read before that
-        import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+        import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel  (heavy: loads TensorFlow)
     except ImportError as e:
         raise DataError("no --data_dir given and tensorflow-datasets is not installed") from e
     if not task.tfds_name:
