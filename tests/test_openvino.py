@@ -176,6 +176,25 @@ def test_missing_openvino_is_one_error_line(model, tmp_path, repo_dir):
     assert not (tmp_path / "c.npz").exists() and not (tmp_path / "exp").exists()
 
 
+def test_missing_openvino_is_reported_before_tensorflow_loads(model, tmp_path, repo_dir):
+    """The optional package is checked right after the flags: no TensorFlow is loaded for
+    an error the user can fix with one `pip install`."""
+    env = _env()
+    env["PYTHONPATH"] = _without_openvino(tmp_path)["PYTHONPATH"]
+    probe = ("import runpy, sys\n"
+             "try:\n"
+             "    runpy.run_module('virt_tf.encode', run_name='__main__')\n"
+             "finally:\n"
+             "    print('tensorflow loaded:', 'tensorflow' in sys.modules)\n")
+    proc = subprocess.run(
+        [sys.executable, "-c", probe, f"--model_dir={model['model_dir']}",
+         f"--input={model['texts']}", f"--output={tmp_path / 'c.npz'}", "--backend=openvino"],
+        cwd=repo_dir, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert ".[openvino]" in proc.stderr.strip().splitlines()[-1]
+    assert "tensorflow loaded: False" in proc.stdout
+
+
 def test_encode_command_with_the_openvino_backend(model, exported, tmp_path, repo_dir):
     out = tmp_path / "cli.npz"
     proc = subprocess.run(

@@ -19,9 +19,9 @@ def _pyproject():
         return tomllib.load(f)
 
 
-def _requirements():
+def _requirements(name="requirements.txt"):
     pins = []
-    with open(os.path.join(REPO, "requirements.txt"), encoding="utf-8") as f:
+    with open(os.path.join(REPO, name), encoding="utf-8") as f:
         for line in f:
             line = line.split("#", 1)[0].strip()
             if line:
@@ -34,6 +34,9 @@ def test_pins_agree_with_requirements_and_packages_are_listed():
     deps = project["project"]["dependencies"] + project["project"]["optional-dependencies"][
         "test"]
     assert sorted(deps) == sorted(_requirements())
+    # pip install '.[openvino]' installs what requirements-openvino.txt pins
+    assert sorted(project["project"]["optional-dependencies"]["openvino"]) == sorted(
+        _requirements("requirements-openvino.txt"))
     listed = set(project["tool"]["setuptools"]["packages"])
     found = {os.path.relpath(root, REPO).replace(os.sep, ".")
              for root, _, files in os.walk(os.path.join(REPO, "virt_tf"))

@@ -42,7 +42,7 @@ from absl import flags, logging
 from virt_tf.cli import paths
 from virt_tf.cli.common import absl_main, require_flags, run
 from virt_tf.cli.paths import PathFlag
-from virt_tf.inference import BACKENDS, OPENVINO_PRECISIONS
+from virt_tf.inference import BACKENDS, OPENVINO_PRECISIONS, require_openvino
 
 FLAGS = flags.FLAGS
 
@@ -73,6 +73,8 @@ def _encode():
     """Check the flags and paths, then encode (OS errors on the paths are user errors)."""
     require_flags(FLAGS, ("model_dir", "input", "output"))
     paths.check_flags(FLAGS, PATH_FLAGS)
+    if FLAGS.backend == "openvino":  # the optional package, before TensorFlow loads
+        require_openvino()
     from virt_tf.inference import matcher, state_cache  # TensorFlow after the checks: fast --help
     with paths.os_errors_as_user_errors(paths.flag_roots(FLAGS, PATH_FLAGS)):
         result = matcher.encode_file(FLAGS.model_dir, FLAGS.input, FLAGS.output, FLAGS.float16,

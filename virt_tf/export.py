@@ -35,7 +35,7 @@ from absl import flags, logging
 from virt_tf.cli import paths
 from virt_tf.cli.common import absl_main, require_flags, run
 from virt_tf.cli.paths import PathFlag
-from virt_tf.inference import EXPORT_FORMATS
+from virt_tf.inference import EXPORT_FORMATS, require_openvino
 
 FLAGS = flags.FLAGS
 
@@ -73,6 +73,8 @@ def _export():
     """Check the flags and paths, then export (OS errors on the paths are user errors)."""
     require_flags(FLAGS, ("model_dir", "export_dir"))
     paths.check_flags(FLAGS, PATH_FLAGS)
+    if FLAGS.format == "openvino":  # the optional package, before TensorFlow loads
+        require_openvino()
     from virt_tf.inference import exporting  # TensorFlow after the checks: fast --help
     with paths.os_errors_as_user_errors(paths.flag_roots(FLAGS, PATH_FLAGS)):
         result = exporting.export(FLAGS.model_dir, FLAGS.export_dir, FLAGS.name, FLAGS.version,

@@ -28,7 +28,7 @@ from virt_tf.config import preset
 from virt_tf.data import tasks
 from virt_tf.data.pipeline import TokenizedPairs
 from virt_tf.data.tokenization import BertPairPreprocessor
-from virt_tf.inference.openvino import require_openvino
+from virt_tf.inference import require_openvino
 from virt_tf.modeling.checkpoints import default_checkpoint_dir, read_pretrained
 from virt_tf.modeling.encoder import EncoderConfig
 from virt_tf.rundir import VOCAB

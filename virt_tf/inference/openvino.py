@@ -19,7 +19,7 @@ directory it encodes for). Inference precision ``f32`` (the default) keeps OpenV
 plugin in float32: its own default on a CPU with bfloat16 instructions (AVX512_BF16, AMX)
 is bfloat16.
 
-``openvino`` is an optional dependency (``pip install -r requirements-openvino.txt``);
+``openvino`` is an optional dependency (the package extra: ``pip install '.[openvino]'``);
 without it every entry here raises `MissingDependencyError` (one ``error:`` line): the
 package is imported only inside the functions that run it (`require_openvino`).
 """
@@ -32,24 +32,12 @@ import tensorflow as tf
 
 from virt_tf import rundir
 from virt_tf.errors import CheckpointError, ConfigError, MissingDependencyError
-from virt_tf.inference import OPENVINO_PRECISIONS
+from virt_tf.inference import OPENVINO_PRECISIONS, require_openvino
 from virt_tf.inference.serving import ModelServer
 
 IR_NAME = "encode.xml"
 INFO_FILE = "virt_tf_openvino.json"
 FOLDER_SUFFIX = "_openvino"  # NAME_openvino/<version>/ beside the model's SavedModels
-INSTALL_HINT = "pip install -r requirements-openvino.txt (or: pip install openvino)"
-
-
-def require_openvino():
-    """The ``openvino`` module, or `MissingDependencyError` saying how to install it."""
-    try:
-        import openvino  # pylint: disable=import-outside-toplevel  (optional dependency)
-    except ImportError as e:
-        raise MissingDependencyError(
-            f"the OpenVINO backend needs the optional package openvino, which is not "
-            f"installed ({e}); install it with: {INSTALL_HINT}") from e
-    return openvino
 
 
 def convert_encode(saved_model_dir):
