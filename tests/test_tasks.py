@@ -70,3 +70,14 @@ def test_errors_name_file_and_line(tmp_path):
         tasks.read_split(task, str(tmp_path), "dev")
     with pytest.raises(tasks.DataError, match="file not found"):
         tasks.read_split(task, str(tmp_path / "none"), "dev")
+
+
+def test_a_missing_file_names_every_layout_the_task_reads(tmp_path):
+    (tmp_path / "dev_matched.jsonl").write_text('{"text_a": "a", "text_b": "b", '
+                                                '"label": "neutral"}\n', encoding="utf-8")
+    with pytest.raises(tasks.DataError) as raised:
+        tasks.read_split(tasks.get_task("mnli"), str(tmp_path), "train")
+    message = str(raised.value)
+    assert message.startswith(f"{tmp_path / 'train.tsv'}: file not found (task mnli, split train)")
+    assert "none of train.tsv or train.jsonl" in message
+    assert "dev_matched: " in message and "dev_mismatched: " in message

@@ -304,7 +304,13 @@ def split_path(task, data_dir, split):
         if os.path.exists(path):
             return path
     raise DataError(f"{os.path.join(data_dir, task.files[split][0])}: file not found "
-                    f"(task {task.name}, split {split})")
+                    f"(task {task.name}, split {split}); {data_dir} holds none of "
+                    f"{' or '.join(task.files[split])}; the task reads {layouts(task)}")
+
+
+def layouts(task):
+    """The files a task reads from ``--data_dir``, split by split, as one line."""
+    return "; ".join(f"{split}: {' or '.join(names)}" for split, names in task.files.items())
 
 
 def _read_tfds(task, split):
