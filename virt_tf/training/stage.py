@@ -332,7 +332,8 @@ def _fit(stage, model, optimizer, pairs, plan, val, callbacks, start):
             stream = plan_stream(pairs, stage.preprocessor, plan[start:])
         model.fit(stream, initial_epoch=epoch, epochs=epoch + 1 if steps != spe else epochs,
                   steps_per_epoch=steps if steps != spe else spe, validation_data=val,
-                  callbacks=callbacks.keras, verbose=stage.verbose)
+                  callbacks=callbacks.keras, verbose=stage.verbose,
+                  shuffle=False)  # the order is the seeded plan's (Keras warns otherwise)
         if callbacks.guard.bad:
             latest = callbacks.manager.latest_checkpoint
             kept = (f"the last good checkpoint {latest} stays the latest"
