@@ -184,3 +184,14 @@ def test_help_exits_zero(command):
                           text=True, cwd=ROOT, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "--model_dir" in proc.stdout
+
+
+def test_library_packages_reach_their_modules_as_attributes():
+    """``virt_tf.reproduction.grid`` works without importing it by hand (a fresh process:
+    in this one another test may have imported it already)."""
+    code = ("import sys, virt_tf.reproduction as r; r.grid.load_grid(profile='quick'); "
+            "r.report; print('tensorflow' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "False"  # the planner's modules stay light

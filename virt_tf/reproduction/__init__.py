@@ -16,3 +16,14 @@
 import time (the command imports it only for the alignment): the planner (``--plan``)
 never loads it, nor does a report without the alignment whose online costs are cached.
 """
+import importlib
+
+_SUBMODULES = ("grid", "report", "plots", "alignment", "screen", "markdown_blocks")
+
+
+def __getattr__(name):
+    """``virt_tf.reproduction.grid`` and its siblings as attributes, imported on first use
+    (so that importing the package loads no TensorFlow)."""
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
