@@ -163,3 +163,12 @@ def test_debug_options_are_checked():
     DebugOptions(overflow_at_step=2).check_overflow("mixed_float16")
     with pytest.raises(ConfigError, match="needs a step >= 1 and --precision=mixed_float16"):
         DebugOptions(overflow_at_step=2).check_overflow("float32")
+
+
+def test_parse_overrides_types_run_options_and_leaves_the_rest():
+    given = ["--encoder_preset=tiny", "--batch_size=8", "--learning_rate=5e-5",
+             "--nolength_buckets", "--virt_layers=1,2", "--batch_size=16", "--verbose=2"]
+    assert schema.parse_overrides(given) == {"batch_size": 16, "learning_rate": 5e-5,
+                                      "length_buckets": False, "virt_layers": [1, 2]}
+    with pytest.raises(ConfigError):
+        schema.parse_overrides(["--batch_size=eight"])

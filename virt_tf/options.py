@@ -342,6 +342,24 @@ def flag_overrides(values):
     return out
 
 
+def parse_overrides(args):
+    """The run-option overrides among command-line ``args`` (``--name=value``, ``--flag`` /
+    ``--noflag``), typed as ``python -m virt_tf.train`` types them; other arguments (paths,
+    inputs) are left out. Later arguments win, as on a command line."""
+    kept = []
+    for arg in args:
+        name = arg.lstrip("-").split("=", 1)[0]
+        if name in OVERRIDABLE or (name.startswith("no") and name[2:] in OVERRIDABLE):
+            kept.append(arg)
+    values = flags.FlagValues()
+    define_flags(values)
+    try:
+        values(["parse_overrides"] + kept)
+    except flags.Error as e:
+        raise ConfigError(f"{' '.join(kept)}: {e}") from e
+    return flag_overrides({name: getattr(values, name) for name in OVERRIDABLE})
+
+
 # ------------------------------------------------------------------------------ the run
 @dataclasses.dataclass(frozen=True)
 class DebugOptions:

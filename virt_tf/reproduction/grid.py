@@ -37,7 +37,7 @@ import virt_tf
 from virt_tf import rundir
 from virt_tf.config import CONFIG_DIR, defaults, load_config
 from virt_tf.errors import ConfigError, StageError
-from virt_tf.options import RESUME_FREE, changed_settings
+from virt_tf.options import RESUME_FREE, changed_settings, parse_overrides
 from virt_tf.training.precision import cpu_flags
 
 PYTHON = sys.executable
@@ -226,9 +226,10 @@ def cell_options(cell, grid, overrides=None):
     return options
 
 
-def cell_run_options(cell, grid, overrides=None):
+def cell_run_options(cell, grid, overrides=None, extra=()):
     """The `RunOptions` a cell's command trains with (its protocol, stage and row flags over
-    the configs), as `virt_tf.config.load_config` layers them: no TensorFlow."""
+    the configs, then the run options among the ``extra`` flags every cell gets), as
+    `virt_tf.config.load_config` layers them: no TensorFlow."""
     task = grid["tasks"][cell["task"]]
     row = dict(grid["rows"][cell["row"]])
     model = row.pop("model")
@@ -239,18 +240,19 @@ def cell_run_options(cell, grid, overrides=None):
                  **row)
     if task.get("eval_split"):
         given["eval_split"] = task["eval_split"]
+    given.update(parse_overrides(extra))
     return load_config(cell["task"], model, overrides=given, recipe=recipe)
 
 
-def finished_cell_changes(cell, grid, path, overrides=None):
+def finished_cell_changes(cell, grid, path, overrides=None, extra=()):
     """``{setting: (ran, asked)}``: the options a finished cell in ``path`` trained with (its
     ``stage.json``) that its command would now set otherwise ({} when they match, or when
     the cell recorded none). The same comparison a resume makes, without loading a model."""
     stage_file = rundir.checkpoint_path(path, rundir.STAGE_FILE)
     if not os.path.exists(stage_file):
         return {}
-    asked = {k: v for k, v in rundir.jsonable(cell_run_options(cell, grid, overrides)).items()
-             if k not in RESUME_FREE}
+    asked = rundir.jsonable(cell_run_options(cell, grid, overrides, extra))
+    asked = {k: v for k, v in asked.items() if k not in RESUME_FREE}
     if asked.get("precision") == "auto":  # resolved per machine when the cell ran
         asked.pop("precision")
     return changed_settings(rundir.read_json(stage_file), asked, rundir.jsonable(defaults()))
@@ -438,7 +440,7 @@ def run_grid(cells, grid, output, data_root, extra=(), overrides=None, log=print
         cells[i] = cell
         path = os.path.join(output, cell["dir"])
         if rundir.has_metrics(path):  # finished: kept only when it ran what the grid asks
-            changed = finished_cell_changes(cell, grid, path, overrides)
+            changed = finished_cell_changes(cell, grid, path, overrides, extra)
             if changed:
                 diff = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in sorted(changed.items()))
                 raise StageError(f"{path}: a finished cell of a different setting ({diff}); "
