@@ -81,3 +81,8 @@ def test_a_missing_file_names_every_layout_the_task_reads(tmp_path):
     assert message.startswith(f"{tmp_path / 'train.tsv'}: file not found (task mnli, split train)")
     assert "none of train.tsv or train.jsonl" in message
     assert "dev_matched: " in message and "dev_mismatched: " in message
+
+
+def test_a_bad_tune_fraction_is_a_config_error():
+    with pytest.raises(tasks.ConfigError, match="tune fraction must be in"):
+        tasks.hold_out([], fraction=1.5)

@@ -13,7 +13,7 @@ import random
 import sys
 from typing import Callable, Optional, Sequence
 
-from virt_tf.errors import DataError
+from virt_tf.errors import ConfigError, DataError
 
 csv.field_size_limit(sys.maxsize)  # a passage may be longer than csv's default field limit
 

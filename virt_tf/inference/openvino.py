@@ -31,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from virt_tf import rundir
-from virt_tf.errors import CheckpointError, ConfigError, MissingDependencyError
+from virt_tf.errors import CheckpointError, ConfigError
 from virt_tf.inference import OPENVINO_PRECISIONS, require_openvino
 from virt_tf.inference.serving import ModelServer
 
