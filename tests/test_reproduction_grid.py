@@ -15,8 +15,8 @@ from virt_tf.reproduction import grid as grid_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-SEEDS3 = ["siamese", "wo_virt", "virt", "dse", "recipe"]
-SEED0 = ["siamese_concat", "siamese_concat_virt", "siamese_virt", "wo_virt_a", "deformer",
+SEEDS3 = ["siamese", "wo_virt", "virt", "dse", "recipe", "siamese_all", "recipe_unlabelled"]
+SEED0 = ["teacher_10k", "siamese_concat", "siamese_concat_virt", "siamese_virt", "wo_virt_a", "deformer",
          "deformer_virt", "dipair", "dipair_virt", "poly", "poly_virt"]
 
 
@@ -37,7 +37,8 @@ def test_sample_profile_cells(sample):
                                       [(r, 0) for r in SEED0])
     qqp = [(c["row"], c["seed"]) for c in cells if c["task"] == "qqp"]
     assert qqp == [("teacher", 0), ("siamese", 0), ("wo_virt", 0), ("virt", 0), ("dse", 0),
-                   ("recipe", 0)]
+                   ("recipe", 0), ("siamese_all", 0), ("teacher_10k", 0),
+                   ("recipe_unlabelled", 0)]
     assert {c["lr"] for c in cells} == {5e-5} and not any(c["tuned"] for c in cells)
     assert {c["dir"] for c in cells} >= {"runs/mnli/virt/lr5e-5_s2",
                                          "runs/mnli/teacher/lr5e-5_s0",
@@ -54,6 +55,54 @@ def test_sample_profile_cells(sample):
     assert not any(c["row"] == "recipe" for c in grid_lib.plan_cells(sample))
     messages = grid_lib.left_out_messages(sample, ["mnli", "qqp"])
     assert len(messages) == 2 and all("recipe" in m and "left out" in m for m in messages)
+
+
+def test_a_row_with_its_own_teacher_and_the_teachers_labelled_pairs(sample):
+    cells = grid_lib.plan_cells(sample, tasks=["mnli"],
+                                rows=["recipe_unlabelled", "siamese_all"], seeds=[1])
+    assert [(c["row"], c["seed"]) for c in cells] == [
+        ("teacher", 0), ("siamese_all", 1), ("teacher_10k", 0), ("recipe_unlabelled", 1)]
+    cmd = {c["row"]: args(grid_lib.cell_command(c, sample, "/o", "/d")) for c in cells}
+    # the row's own teacher, trained as the students are (their pairs and epochs), no teacher
+    assert "--model=cross" in cmd["teacher_10k"] and "--max_train_examples=10000" in \
+        cmd["teacher_10k"] and "--epochs=2" in cmd["teacher_10k"]
+    assert not any(a.startswith("--teacher_dir") for a in cmd["teacher_10k"])
+    assert "--teacher_dir=/o/runs/mnli/teacher_10k/lr5e-5_s0" in cmd["recipe_unlabelled"]
+    assert "--recipe=distill_aug" in cmd["recipe_unlabelled"]
+    assert "--max_train_examples=10000" in cmd["recipe_unlabelled"]
+    # labelled: teacher -> every pair the teacher had (all: no limit), the students' epochs
+    assert not any(a.startswith("--max_train_examples") for a in cmd["siamese_all"])
+    assert "--epochs=2" in cmd["siamese_all"] and "--model=siamese" in cmd["siamese_all"]
+    assert "teacher" not in grid_lib.cell_run_options(cells[1], sample)["model"]
+    assert grid_lib.cell_run_options(cells[1], sample)["max_train_examples"] is None
+    assert grid_lib.cell_run_options(cells[3], sample)["max_train_examples"] == 10000
+    # what reached each row: its own gold pairs, and its teacher's when a term uses it
+    assert grid_lib.labelled_pairs(sample, "mnli", "recipe") == (10000, 17761)
+    assert grid_lib.labelled_pairs(sample, "mnli", "recipe_unlabelled") == (10000, 10000)
+    assert grid_lib.labelled_pairs(sample, "mnli", "siamese") == (10000, None)
+    assert grid_lib.labelled_pairs(sample, "mnli", "siamese_all") == (17761, None)
+    assert grid_lib.labelled_pairs(sample, "mnli", "teacher") == (17761, None)
+    # a teacher stage with its own subset: labelled: teacher follows it
+    sample["tasks"]["mnli"]["teacher"]["max_train_examples"] = 15000
+    cell = grid_lib.plan_cells(sample, tasks=["mnli"], rows=["siamese_all"], seeds=[0])[1]
+    assert "--max_train_examples=15000" in grid_lib.cell_command(cell, sample, "/o", "/d")
+    assert grid_lib.labelled_pairs(sample, "mnli", "recipe") == (10000, 15000)
+
+
+@pytest.mark.parametrize("row, message", [
+    ({"model": "siamese", "teacher": "siamese"}, "not a row of model cross"),
+    ({"model": "siamese", "teacher": "nowhere"}, "not a row of model cross"),
+    ({"model": "siamese", "labelled": "all"}, "labelled must be 'teacher'"),
+    ({"model": "cross", "labelled": "teacher"}, "a cross-encoder row has no teacher")])
+def test_bad_row_keys_are_refused(tmp_path, row, message):
+    import yaml  # pylint: disable=import-outside-toplevel  (only this test writes a grid)
+    raw = grid_lib.read_grid_file()
+    raw["rows"]["odd"] = row
+    raw["profiles"]["sample"]["tasks"]["mnli"]["rows"]["odd"] = [0]
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=message):
+        grid_lib.load_grid(str(path), profile="sample")
 
 
 def test_setting_the_recipe_puts_its_row_back(sample):
@@ -196,8 +245,8 @@ def test_plan_command_line(tmp_path):
                           env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = proc.stdout.splitlines()
-    assert sum(" seed " in l for l in lines) == 32
-    assert "32 cells (0 done)" in proc.stdout and "left out" not in proc.stdout
+    assert sum(" seed " in l for l in lines) == 42
+    assert "42 cells (0 done)" in proc.stdout and "left out" not in proc.stdout
     assert not os.listdir(tmp_path)  # nothing ran, nothing written
 
 

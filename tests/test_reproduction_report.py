@@ -401,3 +401,59 @@ def test_rows_at_nearby_costs_share_a_label_but_far_ones_do_not():
     labels = plots.point_labels(points, y_close=2.0)
     assert sorted(labels) == [(1.93e7, 61.1, "virt\npoly"), (8.6e7, 49.8, "dipair")]
     assert len(plots.point_labels(points, y_close=2.0, x_decades=0.01)) == 3
+
+
+def test_gap_closed_against_the_labelled_pairs_that_reached_each_row(tmp_path):
+    """A student whose teacher saw more labelled pairs is measured against the Siamese on
+    all of them (siamese_all); a student whose teacher saw only its own pairs (the recipe
+    under teacher_10k, its pool truly unlabelled) against the fair Siamese and its own
+    teacher."""
+    out = str(tmp_path)
+    rng = np.random.default_rng(11)
+    grid = grid_lib.load_grid(profile="sample")
+    labels = rng.integers(0, 3, N)
+    preds = {("teacher", 0): noisy(rng, labels, 0.85), ("teacher_10k", 0): noisy(rng, labels, 0.75)}
+    for seed in (0, 1):
+        for row, share in (("siamese", 0.5), ("siamese_all", 0.6), ("recipe", 0.7),
+                           ("recipe_unlabelled", 0.65)):
+            preds[(row, seed)] = noisy(rng, labels, share)
+    for (row, seed), p in preds.items():
+        write_cell(out, grid_lib.cell_dir("mnli", row, 5e-5, seed), p, labels)
+    cells = grid_lib.plan_cells(grid, tasks=["mnli"])
+    rows = report.summarize(cells, grid, out)["tasks"]["mnli"]["rows"]
+    acc = {k: float(np.mean(p == labels)) for k, p in preds.items()}
+
+    def mean(row):
+        return (acc[(row, 0)] + acc[(row, 1)]) / 2
+
+    assert (rows["recipe"]["labelled"], rows["recipe"]["labelled_via_teacher"]) == (10000, 17761)
+    assert rows["recipe"]["same_labels_base"] == "siamese_all"
+    assert rows["recipe"]["gap_closed_same_labels"] == pytest.approx(
+        (mean("recipe") - mean("siamese_all")) / (acc[("teacher", 0)] - mean("siamese_all")))
+    assert rows["recipe"]["gap_closed_vs_siamese"] == pytest.approx(
+        (mean("recipe") - mean("siamese")) / (acc[("teacher", 0)] - mean("siamese")))
+    unl = rows["recipe_unlabelled"]
+    assert unl["teacher_row"] == "teacher_10k" and unl["same_labels_base"] == "siamese"
+    share = (mean("recipe_unlabelled") - mean("siamese")) / (acc[("teacher_10k", 0)] -
+                                                             mean("siamese"))
+    assert unl["gap_closed_same_labels"] == pytest.approx(share)
+    assert unl["gap_closed_vs_siamese"] == pytest.approx(share)  # its teacher: teacher_10k
+    agree = [float(np.mean(preds[("recipe_unlabelled", s)] == preds[("teacher_10k", 0)]))
+             for s in (0, 1)]
+    assert unl["agreement"] == pytest.approx(sum(agree) / 2)
+    # the paired test against the Siamese on the same labelled pairs, pooled over seeds
+    a = sum(int(np.sum((preds[("recipe", s)] == labels) & (preds[("siamese_all", s)] != labels)))
+            for s in (0, 1))
+    b = sum(int(np.sum((preds[("siamese_all", s)] == labels) & (preds[("recipe", s)] != labels)))
+            for s in (0, 1))
+    pooled = rows["recipe"]["vs_same_labels_pooled"]
+    assert (pooled["only_a_right"], pooled["only_b_right"], pooled["seeds"]) == (a, b, [0, 1])
+    assert pooled["mcnemar_p"] == pytest.approx(binomial_mcnemar(a, b))
+    # teachers and bases close no gap; the table says what each row's teacher saw
+    for row in ("teacher", "teacher_10k", "siamese", "siamese_all"):
+        assert "gap_closed_same_labels" not in rows[row]
+    assert "gap_closed_vs_siamese" not in rows["teacher_10k"]
+    table = "\n".join(report.table_lines({"rows": rows, "metrics": ["accuracy"]}, compact=True))
+    line = next(l for l in table.splitlines() if l.startswith("| Siamese + distill_aug recipe"))
+    assert "| 10000 / 17761 |" in line and f"{a} / {b}, p = " in line
+    assert "| 17761 |" in next(l for l in table.splitlines() if "teacher's labelled" in l)

@@ -20,7 +20,8 @@ def alignment(summary, output, data_root, grid, max_examples=256):
     learning rate, against its task's teacher (cached per cell)."""
     out = {}
     for task, block in summary["tasks"].items():
-        cells = [c for c in summary["cells"] if c["task"] == task and c["row"] != "teacher"
+        cells = [c for c in summary["cells"] if c["task"] == task
+                 and not block["rows"][c["row"]].get("is_teacher", c["row"] == "teacher")
                  and c["seed"] == 0 and c["lr"] == block["rows"][c["row"]]["lr"]]
         teacher_path = os.path.join(output, teacher_dir(task))
         if not cells or not rundir.has_metrics(teacher_path):

@@ -21,6 +21,13 @@ Per-task ``teacher:`` / ``students:`` flags apply to that stage only and ``flags
 to every cell of the task; the command-line overrides (``epochs``,
 ``max_train_examples``, ``max_eval_examples``) to every cell.
 
+A row is a model and its train flags, plus two keys of the grid's own (`ROW_KEYS`):
+``teacher: ROW`` (a cross-encoder row whose seed-0 cell is this row's teacher instead of
+the task's, planned before it) and ``labelled: teacher`` (the row trains on every labelled
+pair its teacher saw: the teacher stage's training subset instead of the students'). A
+cross-encoder row other than ``teacher`` is trained as a student (the students' flags) and
+distils from nothing.
+
 The planner imports neither TensorFlow nor numpy (``tools/reproduce.py --plan`` is quick).
 """
 import copy
@@ -41,6 +48,7 @@ from virt_tf.options import RESUME_FREE, changed_settings, parse_overrides
 from virt_tf.training.precision import cpu_flags
 
 PYTHON = sys.executable
+ROW_KEYS = ("teacher", "labelled")  # a row's keys that are the grid's, not train flags
 
 
 def grid_file():
@@ -89,7 +97,39 @@ def load_grid(path=None, profile=None):
         raise ConfigError(f"profile {profile!r} names row(s) {unknown} that `rows:` does not "
                           "define")
     grid["row_order"] = order
+    check_rows(grid, profile)
     return grid
+
+
+def check_rows(grid, profile):
+    """Raise `ConfigError` for a row whose ``teacher`` is not a cross-encoder row or whose
+    ``labelled`` is not ``teacher``."""
+    for row, spec in grid["rows"].items():
+        teacher = spec.get("teacher")
+        if teacher is not None and (teacher not in grid["rows"] or
+                                    grid["rows"][teacher].get("model") != "cross"):
+            raise ConfigError(f"row {row!r} of profile {profile!r}: its teacher {teacher!r} is "
+                              "not a row of model cross")
+        if spec.get("labelled") is not None and row_teacher(grid, row) is None:
+            raise ConfigError(f"row {row!r}: a cross-encoder row has no teacher, so "
+                              "labelled: teacher means nothing")
+        if spec.get("labelled") not in (None, "teacher"):
+            raise ConfigError(f"row {row!r}: labelled must be 'teacher' (the labelled pairs "
+                              f"its teacher saw), got {spec['labelled']!r}")
+
+
+def row_flags(grid, row):
+    """``(model, recipe, flags)`` of a row: its train flags without `ROW_KEYS`."""
+    spec = {k: v for k, v in grid["rows"][row].items() if k not in ROW_KEYS}
+    return spec.pop("model"), spec.pop("recipe", None), spec
+
+
+def row_teacher(grid, row):
+    """The row whose seed-0 cell teaches ``row`` (None for a cross-encoder row)."""
+    spec = grid["rows"][row]
+    if row == "teacher" or spec.get("model") == "cross":
+        return None
+    return spec.get("teacher") or "teacher"
 
 
 def lr_tag(lr):
@@ -97,9 +137,10 @@ def lr_tag(lr):
     return f"{float(lr):.0e}".replace("e-0", "e-")
 
 
-def teacher_dir(task):
-    """The teacher cell of ``task``, relative to the output folder."""
-    return os.path.join("runs", task, "teacher", "lr5e-5_s0")
+def teacher_dir(task, row="teacher"):
+    """The teacher cell of ``task`` (or of the teacher row ``row``: seed 0, the paper's
+    learning rate), relative to the output folder."""
+    return os.path.join("runs", task, row, "lr5e-5_s0")
 
 
 def cell_dir(task, row, lr, seed):
@@ -169,6 +210,9 @@ def plan_cells(grid, tasks=None, rows=None, seeds=None, lr_grid=None):
                 if row in wanted and row != "teacher":
                     for seed in row_seeds:
                         if seeds is None or int(seed) in seeds:
+                            teacher = row_teacher(grid, row)
+                            if teacher != "teacher" and teacher is not None:
+                                add(task, teacher, 0, paper_lr)  # its own teacher first
                             add(task, row, seed, paper_lr)
             continue
         run_seeds = seeds or [0, 1, 2]
@@ -219,6 +263,13 @@ def cell_options(cell, grid, overrides=None):
     options = {"epochs": task.get("epochs")}
     options.update(task.get("flags") or {})
     options.update(stage)
+    if grid["rows"].get(cell["row"], {}).get("labelled") == "teacher":
+        # the training subset its teacher had, not the students'
+        taught = cell_options({"task": cell["task"], "row": row_teacher(grid, cell["row"])},
+                              grid)
+        options.pop("max_train_examples", None)
+        if taught.get("max_train_examples") is not None:
+            options["max_train_examples"] = taught["max_train_examples"]
     options.update({k: v for k, v in (overrides or {}).items() if v is not None})
     if options.get("epochs") is None:
         raise ConfigError(f"task {cell['task']} of profile {grid['profile']!r} gives no epochs "
@@ -231,9 +282,7 @@ def cell_run_options(cell, grid, overrides=None, extra=()):
     the configs, then the run options among the ``extra`` flags every cell gets), as
     `virt_tf.config.load_config` layers them: no TensorFlow."""
     task = grid["tasks"][cell["task"]]
-    row = dict(grid["rows"][cell["row"]])
-    model = row.pop("model")
-    recipe = row.pop("recipe", None)
+    model, recipe, row = row_flags(grid, cell["row"])
     given = cell_options(cell, grid, overrides)
     given.update(select_epoch=grid["protocol"]["select_epoch"], seed=cell["seed"],
                  learning_rate=cell["lr"], tune_fraction=grid["protocol"]["tune_fraction"],
@@ -266,8 +315,9 @@ def cell_command(cell, grid, output, data_root, extra=(), overrides=None):
     that restate a default (tune fraction, evaluation split) and the verbosity.
     """
     task = grid["tasks"][cell["task"]]
-    row = dict(grid["rows"][cell["row"]])
-    model = row.pop("model")
+    model, recipe, row = row_flags(grid, cell["row"])
+    if recipe is not None:
+        row = {"recipe": recipe, **row}
     options = cell_options(cell, grid, overrides)
     cmd = [PYTHON, "-m", "virt_tf.train", f"--task={cell['task']}",
            f"--data_dir={os.path.join(data_root, task['data'])}", f"--model={model}",
@@ -277,8 +327,9 @@ def cell_command(cell, grid, output, data_root, extra=(), overrides=None):
     cmd += [f"--{k}={v}" for k, v in options.items()]
     if cell["row"] == "teacher" and task.get("teacher_init"):
         cmd.append(f"--init_checkpoint={os.path.join(output, teacher_dir(task['teacher_init']))}")
-    if cell["row"] != "teacher":
-        cmd.append(f"--teacher_dir={os.path.join(output, teacher_dir(cell['task']))}")
+    teacher = row_teacher(grid, cell["row"])
+    if teacher is not None:
+        cmd.append(f"--teacher_dir={os.path.join(output, teacher_dir(cell['task'], teacher))}")
     cmd += [f"--{k}={v}" for k, v in row.items()]
     cmd.append(f"--tune_fraction={grid['protocol']['tune_fraction']}")
     if task.get("eval_split"):
@@ -299,8 +350,7 @@ def read_results(output, cells):
 # ----------------------------------------------------------------------------- estimates
 def row_config(grid, task, row):
     """``(model, cfg)``: a row's model and its resolved run options (its recipe included)."""
-    spec = dict(grid["rows"][row])
-    model, recipe = spec.pop("model"), spec.pop("recipe", None)
+    model, recipe, spec = row_flags(grid, row)
     return model, load_config(task, model, overrides=spec, recipe=recipe)
 
 
@@ -340,6 +390,27 @@ def cell_work(cell, grid, overrides=None):
     if teacher_use(cfg, model)[1]:   # the teacher scores every training pair once
         scored += train
     return math.ceil(train / options.get("batch_size", 28)) * epochs, scored
+
+
+def labelled_pairs(grid, task, row, overrides=None):
+    """``(own, teacher's)``: the gold training pairs a row's cells train on and those its
+    teacher trained on (None: no teacher term in the row's objective, or a teacher row;
+    either None when grid.yaml's ``data_sizes`` does not know the task's data). A student
+    whose teacher saw more labelled pairs than itself had them reach it through the
+    teacher's outputs."""
+    sizes = grid.get("data_sizes", {}).get(grid["tasks"][task]["data"])
+
+    def count(name):
+        if sizes is None:
+            return None
+        limit = cell_options({"task": task, "row": name}, grid, overrides).get(
+            "max_train_examples")
+        return min(sizes["train"], limit or sizes["train"])
+
+    teacher = row_teacher(grid, row)
+    if teacher is not None and not any(teacher_use(*reversed(row_config(grid, task, row)))):
+        teacher = None   # the teacher's outputs reach nothing of it
+    return count(row), (None if teacher is None else count(teacher))
 
 
 def machine_class(flags=None):

@@ -115,7 +115,7 @@ def plot_cost_accuracy(summary, output):
                 continue
             x, y = r["online"]["flops_per_pair"], 100 * r["accuracy"]
             ax.errorbar([x], [y], yerr=[100 * r["spread"]], fmt="o", capsize=3,
-                        color="black" if row == "teacher" else "tab:blue")
+                        color="black" if r.get("is_teacher", row == "teacher") else "tab:blue")
             points.append((row, x, y))
         ys = [y for _, _, y in points]
         for x, y, text in point_labels(points, 0.15 * (max(ys) - min(ys) or 1.0)):

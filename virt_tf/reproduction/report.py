@@ -121,18 +121,25 @@ def summarize(cells, grid, output):
         preds = {key: cell_predictions(output, c["dir"]) for key, c in kept.items()}
         teacher = preds.get(("teacher", 0))
         labels = next((p[1] for p in preds.values() if p is not None), np.array([]))
+        _labelled(rows, grid, task)
         _gaps(rows)
-        for (row, seed), p in preds.items():
-            if p is not None and row != "teacher" and teacher is not None and \
-                    np.array_equal(teacher[1], p[1]):
+        for (row, seed), p in preds.items():  # agreement with the row's own teacher
+            own = preds.get((rows[row].get("teacher_row") or "teacher", 0))
+            if p is not None and not rows[row].get("is_teacher") and own is not None and \
+                    np.array_equal(own[1], p[1]):
                 rows[row].setdefault("agreement_per_seed", []).append(
-                    float(np.mean(p[0] == teacher[0])))
+                    float(np.mean(p[0] == own[0])))
         for row, r in rows.items():
+            if r.get("same_labels_base") and r["same_labels_base"] != row:
+                r["vs_same_labels"] = seed_tests(preds, row, r["same_labels_base"])
+                if r["vs_same_labels"]:
+                    r["vs_same_labels_pooled"] = pooled_test(r["vs_same_labels"])
             if row in ("teacher", "siamese"):
                 continue
             r["vs_siamese"] = seed_tests(preds, row, "siamese")
-            if teacher is not None and all(np.array_equal(teacher[1], preds[(row, t["seed"])][1])
-                                           for t in r["vs_siamese"]):  # same pairs as teacher
+            if teacher is not None and r.get("teacher_row") in (None, "teacher") and all(
+                    np.array_equal(teacher[1], preds[(row, t["seed"])][1])
+                    for t in r["vs_siamese"]):  # same pairs and teacher
                 r["agreement_vs_siamese"] = [
                     {"only_a_agrees": t["only_a_right"], "only_b_agrees": t["only_b_right"],
                      "mcnemar_p": t["mcnemar_p"], "seed": t["seed"]}
@@ -351,14 +358,49 @@ def progress_lines(summary):
             f"as the rest lands. Not run yet: {todo}.", ""]
 
 
-def _gaps(rows):
-    """Share of the teacher gap each row closes, against each Siamese base present."""
-    teacher = rows.get("teacher", {}).get("accuracy")
+def _labelled(rows, grid, task):
+    """Each row's labelled training pairs, its own and those of the teacher whose outputs
+    reach it (`virt_tf.reproduction.grid.labelled_pairs`), its teacher row, and the Siamese
+    row trained on as many labelled pairs as reached it (``same_labels_base``)."""
+    plain = {}
     for row, r in rows.items():
+        own, taught = grid_lib.labelled_pairs(grid, task, row)
+        r["labelled"], r["labelled_via_teacher"] = own, taught
+        r["teacher_row"] = grid_lib.row_teacher(grid, row) if taught is not None else None
+        r["is_teacher"] = grid_lib.row_teacher(grid, row) is None
+        if is_plain_siamese(grid, task, row):
+            plain.setdefault(own, row)
+    for row, r in rows.items():
+        if r["labelled"] is None or r["is_teacher"]:
+            continue  # a teacher row, or a task whose data size grid.yaml does not know
+        seen = max(r["labelled"], r["labelled_via_teacher"] or 0)
+        r["same_labels_base"] = plain.get(seen)
+
+
+def is_plain_siamese(grid, task, row):
+    """Whether ``row`` is the fair Siamese: fusion features, no teacher term, no extra
+    pairs (the base a student's gain is measured against)."""
+    model, cfg = grid_lib.row_config(grid, task, row)
+    return (model == "siamese" and not any(grid_lib.teacher_use(cfg, model))
+            and cfg.get("fusion") == "paper" and not cfg.get("augment"))
+
+
+def _gaps(rows):
+    """Share of the teacher gap each row closes: against each Siamese base present (with
+    the row's own teacher), and against the Siamese trained on every labelled pair that
+    reached the row (``gap_closed_same_labels``)."""
+    for row, r in rows.items():
+        teacher = rows.get(r.get("teacher_row") or "teacher", {}).get("accuracy")
+        if teacher is None or r.get("is_teacher"):
+            continue
         for base in BASES:
-            if teacher is not None and base in rows and row not in ("teacher", base):
+            if base in rows and row != base:
                 r[f"gap_closed_vs_{base}"] = gap_closed(r["accuracy"], rows[base]["accuracy"],
                                                        teacher)
+        base = r.get("same_labels_base")
+        if base in rows and base != row and r.get("teacher_row"):
+            r["gap_closed_same_labels"] = gap_closed(r["accuracy"], rows[base]["accuracy"],
+                                                     teacher)
 
 
 # ---------------------------------------------------------------------------- online cost
@@ -473,14 +515,17 @@ def table_lines(block, compact=False):
     f1 = "f1" in block["metrics"]
     head = ["row", "seeds", "dev acc" + (" (mean ± sd)" if not compact else "")]
     head += ["F1"] if f1 else []
-    head += ["gap closed (fair)", "gap closed ([u; v])"]
-    head += ["vs fair Siamese (pooled): only row / only Siamese right, p"]
+    head += ["labelled pairs: own / its teacher's"]
+    head += ["gap closed (fair)"] + ([] if compact else ["gap closed ([u; v])"])
+    head += ["gap closed, same labelled pairs",
+             "vs Siamese on the same labelled pairs (pooled): only row / only Siamese right, p",
+             "vs fair Siamese (pooled): only row / only Siamese right, p"]
     if not compact:
         head += ["per seed", "tune acc"]
-    head += ["agrees with teacher", "agreeing vs fair Siamese (pooled), p"]
+    head += ["agrees with teacher"]
     if not compact:
-        head += ["train min"]
-    head += ["online FLOPs/pair", "latency/pair"] + ([] if compact else ["x fewer FLOPs"])
+        head += ["agreeing vs fair Siamese (pooled), p", "train min"]
+    head += ["online FLOPs/pair"] + ([] if compact else ["latency/pair", "x fewer FLOPs"])
     head += ["paper"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row, r in rows.items():
@@ -489,31 +534,47 @@ def table_lines(block, compact=False):
         if f1:
             cells.append(pct(r.get("f1")) + (f" ± {pct(r['f1_spread'])}"
                                              if r["seeds"] > 1 and "f1" in r else ""))
-        cells += [_share(r.get("gap_closed_vs_siamese")),
-                  _share(r.get("gap_closed_vs_siamese_concat"))]
-        pool = r.get("vs_siamese_pooled")
-        cells.append(f"{pool['only_a_right']} / {pool['only_b_right']}, "
-                     f"p = {pvalue(pool['mcnemar_p'])}" if pool else "-")
+        cells.append(labelled_text(r))
+        cells.append(_share(r.get("gap_closed_vs_siamese")))
+        if not compact:
+            cells.append(_share(r.get("gap_closed_vs_siamese_concat")))
+        cells.append(_share(r.get("gap_closed_same_labels")))
+        cells.append(_pooled(r.get("vs_same_labels_pooled")))
+        cells.append(_pooled(r.get("vs_siamese_pooled")))
         if not compact:
             cells.append("; ".join(f"s{t['seed']}: {t['only_a_right']}/{t['only_b_right']}, "
                                    f"{pvalue(t['mcnemar_p'])}"
                                    for t in r.get("vs_siamese", [])) or "-")
             cells.append(pct(r.get("tune_accuracy")))
-        cells.append(pct(r.get("agreement")) if row != "teacher" else "100")
-        agree = r.get("agreement_vs_siamese_pooled")
-        cells.append(f"{agree['only_a_agrees']} / {agree['only_b_agrees']}, "
-                     f"p = {pvalue(agree['mcnemar_p'])}" if agree else "-")
+        cells.append(pct(r.get("agreement")) if not r.get("is_teacher", row == "teacher")
+                     else "-")
         if not compact:
+            agree = r.get("agreement_vs_siamese_pooled")
+            cells.append(f"{agree['only_a_agrees']} / {agree['only_b_agrees']}, "
+                         f"p = {pvalue(agree['mcnemar_p'])}" if agree else "-")
             cells.append(f"{r['train_seconds'] / 60:.0f}")
         online = r.get("online")
-        cells += ([profiling.format_flops(online["flops_per_pair"]),
-                   f"{online['latency_ms_per_pair']:.3g} ms"] if online else ["-", "-"])
+        cells.append(profiling.format_flops(online["flops_per_pair"]) if online else "-")
         if not compact:
+            cells.append(f"{online['latency_ms_per_pair']:.3g} ms" if online else "-")
             cells.append(f"{online['flops_ratio']:.4g}x" if online and "flops_ratio" in online
                          else "-")
         cells.append(str(r["paper"]) if r["paper"] is not None else "-")
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def labelled_text(r):
+    """``10000 / 17761`` (a student whose teacher saw more), ``10000`` (its own only)."""
+    own, taught = r.get("labelled"), r.get("labelled_via_teacher")
+    if own is None:
+        return "-"
+    return str(own) if taught is None else f"{own} / {taught}"
+
+
+def _pooled(test):
+    return (f"{test['only_a_right']} / {test['only_b_right']}, p = {pvalue(test['mcnemar_p'])}"
+            if test else "-")
 
 
 def _share(x):
@@ -537,8 +598,15 @@ def protocol_lines(summary, grid):
         f"{100 * grid['protocol']['tune_fraction']:.0f}% tune split, scored once on dev.",
         lr,
         "- mean ± sd: mean and sample standard deviation (n - 1) over seeds.",
-        "- gap closed: (row - Siamese) / (teacher - Siamese) on mean accuracies, with the fair "
-        "Siamese (fusion features) and with the paper's `[u; v]` Siamese.",
+        "- labelled pairs: the gold training pairs of the row, and those of its teacher when a "
+        "term of its objective (L_virt, logit distillation) uses the teacher: a teacher that "
+        "saw more labelled pairs than the student passes their labels on through its outputs.",
+        "- gap closed: (row - Siamese) / (teacher - Siamese) on mean accuracies, with the row's "
+        "own teacher; (fair): against the fair Siamese (fusion features) of the students' "
+        "labelled pairs, ([u; v]): against the paper's `[u; v]` Siamese; same labelled pairs: "
+        "against the fair Siamese trained on every labelled pair that reached the row, itself "
+        "or through its teacher (the honest measure of what the teacher adds), with its own "
+        "paired test.",
         "- vs fair Siamese: exact two-sided McNemar test of the row against the fair Siamese "
         "of the same seed on the same dev pairs (pairs only the row gets right / only the "
         "Siamese gets right). Pooled over seeds: the discordant counts are summed over the "
