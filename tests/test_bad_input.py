@@ -9,6 +9,7 @@ be counted in the log.
 """
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -332,6 +333,12 @@ def test_empty_blank_and_long_texts_are_allowed_truncated_and_counted(results):
     assert returncode == 0, stderr[-3000:]
     assert "2 empty or whitespace-only texts" in stderr
     assert "1 of 8 training pairs are longer than max_seq_length=32 and are truncated" in stderr
+    # The run's log: the command's one format (`virt_tf.cli.common.LOG_FORMAT`), and none of
+    # the warnings Keras (`shuffle=True` beside a dataset) or TensorFlow (the evaluation's
+    # retracing) printed in every training run.
+    assert re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d WARNING pipeline: 2 empty or "
+                     "whitespace-only texts", stderr, re.MULTILINE), stderr[-3000:]
+    assert "shuffle" not in stderr and "retracing" not in stderr, stderr[-3000:]
     with open(model_dir / "metrics.json", encoding="utf-8") as f:
         metrics = json.load(f)
     assert metrics["truncated_train_pairs"] == 1 and metrics["train_examples"] == 8

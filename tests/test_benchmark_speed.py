@@ -1,7 +1,8 @@
 """tools/benchmark_speed.py in its quick mode (tiny random encoder, a few steps) on real data.
 
 The library behind it, `virt_tf.benchmarks`, is tested on its own in
-test_benchmarks_timing.py, test_benchmarks_report.py and test_benchmarks_suite.py."""
+test_benchmarks_timing.py, test_benchmarks_report.py, test_benchmarks_suite.py and
+test_benchmarks_step_profile.py."""
 import json
 import os
 import subprocess
@@ -67,7 +68,7 @@ def test_float16_openvino_rows_and_alternating_repeats(tmp_path, shared_data):
          "--encode_texts=24", "--encode_batch=8", "--max_train_examples=120",
          "--models=siamese", "--precisions=float32,mixed_float16", "--buckets=true",
          "--include_before=false", "--repeats=2", "--openvino_precisions=f32",
-         f"--output={out}"],
+         "--peak_size=256", f"--output={out}"],
         capture_output=True, text=True, timeout=900, cwd=str(tmp_path),
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -90,3 +91,46 @@ def test_float16_openvino_rows_and_alternating_repeats(tmp_path, shared_data):
     assert auto["policy"] in ("float32", "mixed_bfloat16", "mixed_float16") and auto["reason"]
     assert f"--precision=auto picks {auto['policy']} here" in proc.stdout
     assert "virt_tf openvino f32" in proc.stdout
+    # the matmul peak of each precision, measured in the run; each row's rate against it
+    peaks = results["matmul_peak"]
+    assert {p: v["dtype"] for p, v in peaks.items()} == {"float32": "float32",
+                                                         "mixed_float16": "float16"}
+    for r in results["train"]:
+        assert r["train_flops_per_step"] > 1e6 and "backward" in r["flops_counted"]
+        assert abs(r["gflops_per_second"] * r["seconds_per_step"] * 1e9
+                   / r["train_flops_per_step"] - 1) < 1e-3
+        peak = peaks[r["precision"]]["gflops_per_second"]
+        assert abs(r["peak_fraction"] - r["gflops_per_second"] / peak) < 1e-3
+    # FLOPs do not depend on the precision (same batches, counted once a shape)
+    assert len({r["train_flops_per_step"] for r in results["train"]}) == 1
+    assert "GFLOP/s" in proc.stdout and "of peak" in proc.stdout
+
+
+def test_profile_step_splits_op_time_into_forward_backward_and_optimizer(tmp_path,
+                                                                         shared_data):
+    """--profile_step: where the first timed steps' time goes, float16's loss-scaling
+    optimizer (which applies Adam inside a conditional) included."""
+    out = tmp_path / "speed.json"
+    proc = subprocess.run(
+        [sys.executable, TOOL, "--encoder_preset=tiny", "--steps=2", "--warmup=1",
+         f"--data_dir={os.path.join(shared_data, 'bench', 'mnli')}", "--encode_texts=0",
+         "--max_train_examples=120", "--models=siamese", "--precisions=mixed_float16",
+         "--buckets=true", "--include_before=false", "--openvino_precisions=",
+         "--profile_step=true", "--peak_size=256", f"--output={out}"],
+        capture_output=True, text=True, timeout=900, cwd=str(tmp_path),
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (row,) = json.loads(out.read_text())["train"]
+    profile = row["profile"]
+    assert profile["steps"] == 2 and profile["op_ms_per_step"] > 0
+    phases = {p["phase"]: p for p in profile["phases"]}
+    assert set(phases) == {"forward", "backward", "optimizer"}
+    assert all(p["ms_per_step"] > 0 for p in phases.values())
+    assert abs(sum(p["share"] for p in phases.values()) - 1) < 1e-6
+    assert abs(sum(o["share"] for o in profile["ops"]) - 1) < 1e-6
+    assert len(profile["ops"]) > 5
+    assert set(profile["split"]) == {"forward", "forward_backward", "optimizer"}
+    assert all(v > 0 for v in profile["split"].values())
+    assert "adam" in profile["optimizer_scopes"] and len(profile["optimizer_scopes"]) == 2
+    assert "| part | ms/step | share |" in proc.stdout and "| optimizer |" in proc.stdout
+    assert "| op type | ms/step | share | runs/step |" in proc.stdout

@@ -11,7 +11,7 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = ["virt-tf-train", "virt-tf-evaluate", "virt-tf-export", "virt-tf-encode",
-           "virt-tf-score"]
+           "virt-tf-score", "virt-tf-index", "virt-tf-search"]
 
 
 def _pyproject():
@@ -31,8 +31,9 @@ def _requirements(name="requirements.txt"):
 
 def test_pins_agree_with_requirements_and_packages_are_listed():
     project = _pyproject()
-    deps = project["project"]["dependencies"] + project["project"]["optional-dependencies"][
-        "test"]
+    extras = project["project"]["optional-dependencies"]
+    # requirements.txt is the main install: the library, the tests and the retrieval extra
+    deps = project["project"]["dependencies"] + extras["test"] + extras["retrieval"]
     assert sorted(deps) == sorted(_requirements())
     # pip install '.[openvino]' installs what requirements-openvino.txt pins
     assert sorted(project["project"]["optional-dependencies"]["openvino"]) == sorted(

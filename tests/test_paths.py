@@ -4,7 +4,8 @@ A table (`ENTRY_POINTS`) lists, by hand, each command, the flags it must give fo
 run to get going, and each of its path flags with its kind. For every path flag and
 every mistake that applies to its kind (missing, a file where a folder is wanted, a
 folder where a file is wanted, an empty file, a folder that is not writable, an
-output whose parent is a file) the real command runs in a subprocess with only that
+output whose parent is a file, a folder that is not a model or not a finished index of
+``virt_tf.index``) the real command runs in a subprocess with only that
 path wrong, and must end with exit 2, one ``error:`` line (the last) naming the flag
 and the path, no traceback, and nothing new on disk. The checks run before
 TensorFlow is imported, so each case takes a fraction of a second.
@@ -21,6 +22,7 @@ and exit 2 for every command, instead of absl's "FATAL Flags parsing error".
 import concurrent.futures
 import errno
 import importlib
+import json
 import os
 import stat
 import subprocess
@@ -36,6 +38,7 @@ AS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
 IN_FILE, IN_DIR, MODEL, CKPT, OUT_FILE, OUT_DIR = (
     "input file", "input folder", "model folder", "checkpoint", "output file", "output folder")
+INDEX = IN_DIR + " (an index)"  # an input folder written by virt_tf.index
 
 # command -> (how to run it, its module for PATH_FLAGS, flags that let it start,
 #             {path flag: kind}); "{good:KIND}" is a valid path of that kind.
@@ -44,7 +47,7 @@ ENTRY_POINTS = {
               ["--task=rte", "--model=cross", "--model_dir={good:out_dir}"],
               {"data_dir": IN_DIR, "teacher_dir": MODEL, "init_checkpoint": CKPT,
                "vocab_file": IN_FILE, "config": IN_FILE + " (may be empty)",
-               "model_dir": OUT_DIR, "debug_worker_weights": OUT_DIR}),
+               "unlabelled": IN_FILE, "model_dir": OUT_DIR, "debug_worker_weights": OUT_DIR}),
     "evaluate": (["-m", "virt_tf.evaluate"], "virt_tf.evaluate",
                  ["--model_dir={good:model}"],
                  {"model_dir": MODEL, "data_dir": IN_DIR, "output": OUT_FILE}),
@@ -84,6 +87,14 @@ ENTRY_POINTS = {
                        ["--student_dir={good:model}", "--teacher_dir={good:model}",
                         "--output={good:out_file}"],
                        {"student_dir": MODEL, "teacher_dir": MODEL, "output": OUT_FILE}),
+    "index": (["-m", "virt_tf.index"], "virt_tf.index",
+              ["--model_dir={good:model}", "--corpus={good:in_file}", "--output={good:out_dir}"],
+              {"model_dir": MODEL, "corpus": IN_FILE, "output": OUT_DIR,
+               "openvino_model": IN_DIR}),
+    "search": (["-m", "virt_tf.search"], "virt_tf.search",
+               ["--index={good:index}", "--queries={good:in_file}", "--output={good:out_file}"],
+               {"index": INDEX, "queries": IN_FILE, "output": OUT_FILE, "teacher_dir": MODEL,
+                "model_dir": MODEL, "qrels": IN_FILE}),
     "summarize_runs": (["tools/summarize_runs.py"], None, [], {"ROOT": IN_DIR}),
     "screen_table": (["tools/screen_table.py"], "screen_table",
                      ["--screen={good:in_file}", "--teacher_dir={good:model}"],
@@ -105,6 +116,15 @@ MISTAKES = {
     IN_DIR: [("missing", "missing", "folder not found"),
              ("a file where a folder is wanted", "file", "is a file, not a folder"),
              ("an empty file where a folder is wanted", "empty_file", "is a file, not a folder")],
+    INDEX: [("missing", "missing", "folder not found"),
+            ("a file where a folder is wanted", "file", "is a file, not a folder"),
+            ("an empty file where a folder is wanted", "empty_file", "is a file, not a folder"),
+            ("a folder that is not an index", "folder",
+             "not an index written by virt_tf.index (no index.json)"),
+            ("an index whose build has not finished", "unfinished_index",
+             "its build has not finished"),
+            ("an empty index.json", "empty_index", "index.json is not readable JSON"),
+            ("an index.json of something else", "other_index", "not a virt_tf.index v1 index")],
     MODEL: [("missing", "missing", "folder not found"),
             ("a file where a folder is wanted", "file", "is a file, not a folder"),
             ("a folder that is not a model", "folder", "no model_config.json"),
@@ -137,6 +157,11 @@ def _good(root, kind):
         path = root / "good_model"
         path.mkdir(exist_ok=True)
         (path / "model_config.json").write_text("{}", encoding="utf-8")
+    elif kind == "index":
+        path = root / "good_index"
+        path.mkdir(exist_ok=True)
+        (path / "index.json").write_text(json.dumps({"format": "virt_tf.index", "version": 1}),
+                                         encoding="utf-8")
     elif kind == "out_file":
         path = root / "fresh" / "result.json"
     else:
@@ -161,6 +186,12 @@ def _bad(root, how):
         (root / "model").mkdir()
         (root / "model" / "model_config.json").write_bytes(b"")
         return str(root / "model"), None
+    if how in ("unfinished_index", "empty_index", "other_index"):
+        (root / "index").mkdir()
+        name, text = {"unfinished_index": ("build.json", "{}"), "empty_index": ("index.json", ""),
+                      "other_index": ("index.json", '{"format": "other", "version": 1}')}[how]
+        (root / "index" / name).write_text(text, encoding="utf-8")
+        return str(root / "index"), None
     if how == "under_file":
         (root / "a_file.txt").write_text("text\n", encoding="utf-8")
         return str(root / "a_file.txt" / "out"), None
@@ -214,7 +245,8 @@ def _run_case(root, name, case):
             .replace("{good:out_file}", _good(work, "out_file"))
             .replace("{good:in_dir}", _good(work, "in_dir"))
             .replace("{good:in_file}", _good(work, "in_file"))
-            .replace("{good:model}", _good(work, "model")) for a in base]
+            .replace("{good:model}", _good(work, "model"))
+            .replace("{good:index}", _good(work, "index")) for a in base]
     if flag == "ROOT":
         args.append(bad)
     else:
@@ -294,8 +326,10 @@ WRONG_TYPE = {"train": "--epochs=two", "evaluate": "--batch_size=many",
               "export": "--version=latest", "reproduce": "--epochs=two",
               "compare_runs": "--max_examples=all", "profile_flops": "--batch_size=many",
               "benchmark_speed": "--steps=few", "virt_alignment": "--max_examples=all",
-              "plot_attention": "--text_a", "summarize_runs": None, "screen_table": None}
-WRONG_ENUM = {"train": "--model=nope", "profile_flops": "--encoder=nope"}
+              "plot_attention": "--text_a", "summarize_runs": None, "screen_table": None,
+              "index": "--shard_size=many", "search": "--top_k=many"}
+WRONG_ENUM = {"train": "--model=nope", "profile_flops": "--encoder=nope",
+              "index": "--backend=nope", "search": "--rerank=nope"}
 
 
 def _flag_cases():

@@ -150,3 +150,80 @@ def test_screen_table_command_rewrites_the_doc_block(tmp_path, repo_dir):
                           cwd=str(tmp_path), timeout=120)
     assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("error:")
     assert bare.read_text() == "no block\n"
+
+
+# A finished screen run: a tiny Siamese without a teacher, trained as a line would ask.
+COMMON = ["--task=rte", "--epochs=1", "--max_train_examples=16", "--max_tune_examples=8",
+          "--max_eval_examples=16", "--batch_size=8", "--verbose=2"]
+LINE = "--model=siamese --seed=5 --virt_alpha=0"
+
+
+def _files(directory):
+    """Every file below ``directory`` with its size and modification time."""
+    import os
+    out = {}
+    for folder, _, files in os.walk(directory):
+        for name in files:
+            stat = os.stat(os.path.join(folder, name))
+            out[os.path.join(folder, name)] = (stat.st_size, stat.st_mtime_ns)
+    return out
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, shared_data):
+    """The directory of a finished tiny run of ``COMMON + LINE`` on the RTE files."""
+    import os
+    import virt_tf
+    directory = tmp_path_factory.mktemp("screen") / "siamese"
+    virt_tf.train_pipeline(virt_tf.pipeline_options(
+        "rte", "siamese", model_dir=str(directory), data_dir=os.path.join(shared_data, "rte"),
+        encoder_preset="tiny", epochs=1, max_train_examples=16, max_tune_examples=8,
+        max_eval_examples=16, batch_size=8, seed=5, virt_alpha=0.0, verbose=2))
+    return directory
+
+
+def test_a_finished_run_is_reused_only_when_its_line_asks_its_settings(finished_run,
+                                                                         tmp_path):
+    from virt_tf.errors import StageError
+    from virt_tf.reproduction.screen import check_finished_lines
+    screen = tmp_path / "screen.txt"
+    screen.write_text(f"same {finished_run} {LINE}  # the run's own settings\n"
+                      f"later {tmp_path / 'later'} --model=siamese --seed=6\n")
+    assert check_finished_lines(str(screen), COMMON) == ["same"]   # unfinished: not checked
+    before = _files(finished_run)
+    screen.write_text(f"same {finished_run} {LINE}\n"
+                      f"changed {finished_run} {LINE} --seed=6 --learning_rate=1e-4\n"
+                      f"model {finished_run} {LINE} --model=dse\n")
+    with pytest.raises(StageError) as raised:
+        check_finished_lines(str(screen), COMMON)
+    message = str(raised.value)
+    assert "'same'" not in message and "\n" not in message
+    assert (f"line 'changed' ({finished_run}) holds a finished run of a different setting "
+            "(learning_rate 5e-05 -> 0.0001, seed 5 -> 6)") in message
+    assert f"line 'model' ({finished_run}) holds" in message
+    assert "model 'siamese' -> 'dse'" in message
+    assert _files(finished_run) == before   # nothing in the run changed
+    # the screen's common flags count too: the same line under another protocol
+    screen.write_text(f"same {finished_run} {LINE}\n")
+    with pytest.raises(StageError, match=r"line 'same' .*epochs 1 -> 2"):
+        check_finished_lines(str(screen), [*COMMON, "--epochs=2"])
+
+
+def test_the_screen_script_refuses_a_changed_line_before_training(finished_run, tmp_path,
+                                                                   repo_dir, shared_data):
+    import os
+    import subprocess
+    screen = tmp_path / "screen.txt"
+    screen.write_text(f"changed {finished_run} {LINE} --learning_rate=1e-4\n"
+                      f"next {tmp_path / 'next'} --model=siamese\n")
+    before = _files(finished_run)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.run(["bash", os.path.join(repo_dir, "tools", "recipe_screen.sh"),
+                           os.path.join(shared_data, "rte"), str(finished_run), str(screen)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: StageError: {screen}: line 'changed' ({finished_run}) "
+                           "holds a finished run of a different setting (")
+    assert "learning_rate 5e-05 -> 0.0001" in last and "task 'rte' -> 'mnli'" in last
+    assert not (tmp_path / "next").exists() and _files(finished_run) == before

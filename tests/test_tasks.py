@@ -86,3 +86,102 @@ def test_a_missing_file_names_every_layout_the_task_reads(tmp_path):
 def test_a_bad_tune_fraction_is_a_config_error():
     with pytest.raises(tasks.ConfigError, match="tune fraction must be in"):
         tasks.hold_out([], fraction=1.5)
+
+
+class _NoTfds:
+    """A `sys.meta_path` finder that refuses and records any import of tensorflow_datasets."""
+
+    def __init__(self):
+        self.asked = []
+
+    def find_spec(self, name, path=None, target=None):  # pylint: disable=unused-argument
+        if name.split(".")[0] == "tensorflow_datasets":
+            self.asked.append(name)
+            raise ImportError(f"{name} imported by the test of a run without network")
+        return None
+
+
+def test_without_network_one_error_names_data_dir_and_the_layouts(monkeypatch, tmp_path):
+    import sys
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))   # nothing prepared there
+    probes = []
+    monkeypatch.setattr(tasks, "download_reachable", lambda *a, **k: probes.append(a) or False)
+    blocker = _NoTfds()
+    monkeypatch.setattr(sys, "meta_path", [blocker] + sys.meta_path)
+    monkeypatch.delitem(sys.modules, "tensorflow_datasets", raising=False)
+    for name in ("rte", "mnli", "boolq"):
+        task = tasks.get_task(name)
+        with pytest.raises(tasks.DataError) as raised:
+            tasks.read_split(task, None, "train")
+        message = str(raised.value)
+        assert message.startswith(f"no --data_dir given and {tasks.TFDS_DOWNLOAD_HOST}, where "
+                                  f"tensorflow-datasets downloads {task.tfds_name}, cannot be "
+                                  "reached")
+        assert "give --data_dir=DIR" in message and message.endswith(
+            f"(task {name} reads {tasks.layouts(task)})")
+    assert len(probes) == 3 and blocker.asked == []
+    with pytest.raises(tasks.DataError, match=r"task pairs has no tensorflow-datasets source; "
+                                              r"give --data_dir=DIR.*train: train.jsonl or"):
+        tasks.read_split(tasks.get_task("pairs"), None, "train")
+    assert len(probes) == 3   # no source: nothing to probe
+
+
+def test_a_prepared_dataset_needs_no_probe(monkeypatch, tmp_path):
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
+    assert not tasks.tfds_prepared(tasks.get_task("rte"))
+    (tmp_path / "glue" / "rte" / "2.0.0").mkdir(parents=True)
+    assert tasks.tfds_prepared(tasks.get_task("rte"))
+    assert not tasks.tfds_prepared(tasks.get_task("mrpc"))
+
+
+def test_the_probe_is_one_short_attempt():
+    import socket
+    import time
+    # A host that takes the connection and never answers (the TLS handshake waits).
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    try:
+        start = time.monotonic()
+        assert not tasks.download_reachable(f"127.0.0.1:{server.getsockname()[1]}",
+                                            timeout=0.5)
+        assert time.monotonic() - start < 2.0
+    finally:
+        server.close()
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()   # nobody listens on it: refused at once
+    assert not tasks.download_reachable(f"127.0.0.1:{port}", timeout=2.0)
+
+
+# The train command with the download host made unreachable: what `python -m virt_tf.train`
+# runs, in a fresh process that records whether tensorflow_datasets was imported.
+OFFLINE_TRAIN = """
+import sys
+from virt_tf.data import tasks
+tasks.download_reachable = lambda *args, **kwargs: False
+from virt_tf import train
+from virt_tf.cli.common import run
+try:
+    run(train._train, argv=sys.argv)
+finally:
+    print("tensorflow_datasets imported:", "tensorflow_datasets" in sys.modules)
+"""
+
+
+def test_the_train_command_without_data_dir_and_network_exits_2(tmp_path, repo_dir):
+    import subprocess
+    import sys
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=repo_dir,
+               TFDS_DATA_DIR=str(tmp_path / "tfds"))
+    proc = subprocess.run([sys.executable, "-c", OFFLINE_TRAIN, "--task=rte",
+                           "--encoder_preset=tiny", f"--model_dir={tmp_path / 'run'}"],
+                          cwd=repo_dir, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    errors = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
+    assert errors == [proc.stderr.strip().splitlines()[-1]]
+    assert errors[0].startswith("error: DataError: no --data_dir given and ")
+    assert errors[0].endswith(f"(task rte reads {tasks.layouts(tasks.get_task('rte'))})")
+    assert "Traceback" not in proc.stderr
+    assert "tensorflow_datasets imported: False" in proc.stdout

@@ -11,6 +11,13 @@ wall-clock on whatever else this machine is doing: compare only numbers from one
 
     python tools/benchmark_speed.py --output=speed.json
     python tools/benchmark_speed.py --encoder_preset=tiny --steps=3 --warmup=1   # seconds
+    python tools/benchmark_speed.py --models=siamese --precisions=float32 --buckets=true \
+        --include_before=false --encode_texts=0 --profile_step=true   # where a step goes
+
+Each training setting reports its FLOPs a step (tf.profiler, forward + backward), its
+achieved GFLOP/s and their fraction of a matmul peak measured at its precision in the same
+run (``--count_flops``); ``--profile_step`` adds, per setting, a markdown profile of its
+first timed steps (op self time by part of the step and by op type, the split timing).
 """
 import os
 import sys
@@ -76,6 +83,19 @@ def define_flags():
     flags.DEFINE_list("st_backends", ["torch", "onnx", "openvino"], "Their backends to run.")
     flags.DEFINE_string("st_model", None, "sentence-transformers folder of the same weights "
                         "(default: the MiniLM-L6 package's; a writable copy avoids re-exports).")
+    flags.DEFINE_bool("count_flops", True, "Count each setting's training FLOPs a step with "
+                      "tf.profiler (forward + backward at the timed batches' lengths, once a "
+                      "shape) and report its GFLOP/s beside a matmul peak measured in this "
+                      "run at its precision.")
+    flags.DEFINE_integer("peak_size", 2048, "Side of the square matmul of the peak.")
+    flags.DEFINE_bool("profile_step", False, "Also profile the first timed steps of each "
+                      "setting: op self time by part of the step (forward, backward, "
+                      "optimizer) and by op type, and the split timing, as markdown.")
+    flags.DEFINE_integer("profile_steps", 3, "Steps a --profile_step trace covers.")
+    flags.DEFINE_bool("freeze_word_embeddings", False, "Train the new settings with the word "
+                      "embeddings frozen (the training option of that name).")
+    flags.DEFINE_enum("embedding_updates", "dense", ["dense", "lazy"], "Adam's update of "
+                      "the embedding tables in the new settings (the training option).")
     flags.DEFINE_string("output", None, "Write the results as JSON here.")
 
 
@@ -90,6 +110,10 @@ def main():
     for value in FLAGS.buckets:
         if value.lower() not in ("true", "false"):
             raise ConfigError(f"--buckets takes true/false, got {value!r}")
+    if FLAGS.profile_step and FLAGS.profile_steps < 1:
+        raise ConfigError(f"--profile_steps must be >= 1, got {FLAGS.profile_steps}")
+    if FLAGS.peak_size < 1:
+        raise ConfigError(f"--peak_size must be >= 1, got {FLAGS.peak_size}")
     used = [s for s in PATH_FLAGS if s.name != "encode_file" or FLAGS.encode_texts]
     paths.check_flags(FLAGS, used)
     with paths.os_errors_as_user_errors(paths.flag_roots(FLAGS, used)):
@@ -108,7 +132,11 @@ def _main():
         FLAGS.include_before, FLAGS.st_model, FLAGS.stack_texts, FLAGS.mirrored_cpu_devices,
         FLAGS.mirrored_models, log=lambda s: logging.info("%s", s), repeats=FLAGS.repeats,
         encode_precisions=FLAGS.encode_precisions,
-        openvino_precisions=FLAGS.openvino_precisions, st_script=ST_SCRIPT)
+        openvino_precisions=FLAGS.openvino_precisions, st_script=ST_SCRIPT,
+        count_flops=FLAGS.count_flops, peak_size=FLAGS.peak_size,
+        profile_steps=min(FLAGS.profile_steps, FLAGS.steps) if FLAGS.profile_step else 0,
+        freeze_word_embeddings=FLAGS.freeze_word_embeddings,
+        embedding_updates=FLAGS.embedding_updates)
     if FLAGS.baseline_json:
         results["versus_baseline"] = report.versus_baseline(results,
                                                             read_json(FLAGS.baseline_json))

@@ -24,6 +24,7 @@ if REPO not in sys.path:
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
 
 from virt_tf.cli import paths  # noqa: E402
 from virt_tf.cli.common import run  # noqa: E402
@@ -105,7 +106,8 @@ def _main(grid, output):
         return 0
     os.makedirs(output, exist_ok=True)
     failed = [] if FLAGS.report_only else grid_lib.run_grid(
-        cells, grid, output, os.path.abspath(FLAGS.data_root), FLAGS.train_flags, overrides)
+        cells, grid, output, os.path.abspath(FLAGS.data_root), FLAGS.train_flags, overrides,
+        log=logging.info)  # progress is log (stderr, one format); the plan and report are output
     results = grid_lib.read_results(output, cells)
     cells = [grid_lib.resolve(c, cells, results) or c for c in cells]
     write_report(cells, grid, output, tasks, overrides, left_out)
@@ -128,7 +130,8 @@ def write_report(cells, grid, output, tasks, overrides, left_out):
     if FLAGS.online_cost and summary["tasks"]:
         cache = None if FLAGS.remeasure_online_cost else report.cached_costs(results_file)
         rows = list(dict.fromkeys(r for b in summary["tasks"].values() for r in b["rows"]))
-        report.attach_costs(summary, grid, report.online_costs(grid, rows, cache))
+        report.attach_costs(summary, grid, report.online_costs(grid, rows, cache,
+                                                               log=logging.info))
     names = plots.make_plots(summary, output)
     if FLAGS.alignment:
         # loads TensorFlow: only a report that measures the alignment pays for it

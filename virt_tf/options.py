@@ -94,6 +94,12 @@ def sequence_length(name, value):
         raise ConfigError(f"{name} must be in [5, 512], got {value}")
 
 
+def file_name(name, value):
+    """A non-empty string (a path; whether the file exists is checked when it is read)."""
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{name} must be a file name, got {value!r}")
+
+
 def augment_sources(name, value):
     """A list of `AUGMENT_SOURCES` (a comma-separated string is split); returns the list."""
     sources = value or []
@@ -182,6 +188,11 @@ class RunOptions(abc.Mapping):  # pylint: disable=too-many-instance-attributes
                            "random, overlap (re-paired), edit (edited second text).",
                            check=augment_sources)
     augment_multiple: float = option(1.0, "Extra pairs per gold training pair.")
+    unlabelled: Optional[str] = option(None, "A file of unlabelled in-domain pairs (TSV with "
+                                       "a header, or JSON lines; the fields of "
+                                       "--text_a_field/--text_b_field, labels ignored): the "
+                                       "teacher labels them and the student learns from its "
+                                       "soft labels. Needs a teacher term.", check=file_name)
     recipe: Optional[str] = option(None, "A named training recipe, configs/recipes/NAME.yaml "
                                    "(its options; flags given on the command line override "
                                    "them).", override=False)
@@ -218,6 +229,13 @@ class RunOptions(abc.Mapping):  # pylint: disable=too-many-instance-attributes
     max_tune_examples: Optional[int] = option(None, "Use the first N pairs of the tune split "
                                               "(per-epoch validation and epoch choice; quick "
                                               "runs).", check=positive_int)
+    freeze_word_embeddings: bool = option(False, "Leave the word-embedding table out of the "
+                                          "trained variables (students only: the "
+                                          "pipeline's teacher stage trains it).")
+    embedding_updates: str = option("dense", "Adam on embedding tables: dense (every row, "
+                                    "every step) or lazy (moments and update only for the "
+                                    "rows in the batch; students only).",
+                                    choices=("dense", "lazy"))
     # The run's task and model (their flags, with defaults, are `virt_tf.train`'s own)
     task: str = option(None, "rte | mrpc | qqp | mnli | boolq | pairs", flag=False)
     model: Optional[str] = option(None, "The registry name of the model trained.", flag=False)

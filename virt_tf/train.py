@@ -86,6 +86,7 @@ PATH_FLAGS = (PathFlag("data_dir", paths.INPUT_DIR), PathFlag("teacher_dir", pat
               PathFlag("init_checkpoint", paths.CHECKPOINT, unless=("encoder_preset",)),
               PathFlag("vocab_file", paths.INPUT_FILE),
               PathFlag("config", paths.INPUT_FILE, allow_empty=True),
+              PathFlag("unlabelled", paths.INPUT_FILE),
               PathFlag("model_dir", paths.OUTPUT_DIR),
               PathFlag("debug_worker_weights", paths.OUTPUT_DIR))
 

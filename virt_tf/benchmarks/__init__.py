@@ -10,7 +10,11 @@
   precisions x batchings, precisions alternating within each of ``repeats``, then
   encoding; the CPU and what ``--precision=auto`` picks on it;
 * `report`: the ratios the speed targets are stated in (medians over repeats, and
-  per repeat), new / before against an earlier run, the printed table.
+  per repeat), new / before against an earlier run, the printed table;
+* `step_cost`: a training step's FLOPs (tf.profiler on its gradient graph) and a matmul
+  peak at each precision: the achieved GFLOP/s and its fraction of the peak;
+* `step_profile`: where a step's time goes: op self times of a traced step by part
+  (forward, backward, optimizer) and by op type, and a split timing.
 
     from virt_tf.benchmarks import report, suite
     results = suite.run("mnli", DATA_DIR, encoder_preset="tiny", steps=3, warmup=1,

@@ -60,19 +60,23 @@ def preset_config(preset_name):
 
 
 # ----------------------------------------------------------------------------- counting
-def count_flops(concrete_fn):
+def count_flops(concrete_fn, freeze=True):
     """FLOPs of one call of ``concrete_fn`` (a `tf.function` concrete function, static shapes).
 
     Variables are frozen into constants first, then the graph is imported into
-    a fresh `tf.Graph` and profiled with ``float_operation()``. Raises if an op
-    of the graph that has a FLOP statistic has a shape that is not fully
-    static (it would be silently skipped otherwise).
+    a fresh `tf.Graph` and profiled with ``float_operation()``; ``freeze=False``
+    profiles the function's own graph (variables read by their static shapes; needed
+    when the graph assigns variables, as dropout's random state does). Raises if an
+    op of the graph that has a FLOP statistic has a shape that is not fully static
+    (it would be silently skipped otherwise).
     """
     import tensorflow as tf  # pylint: disable=import-outside-toplevel  (see the docstring)
     from tensorflow.python.framework import convert_to_constants  # pylint: disable=import-outside-toplevel  (see the docstring)
-    from tensorflow.python.framework import ops as tf_ops  # pylint: disable=import-outside-toplevel  (see the docstring)
     from tensorflow.python.util import deprecation  # pylint: disable=import-outside-toplevel  (see the docstring)
 
+    if not freeze:
+        with deprecation.silence():
+            return _graph_flops(concrete_fn.graph)
     _, graph_def = convert_to_constants.convert_variables_to_constants_v2_as_graph(concrete_fn)
     if graph_def.library.function:
         names = [f.signature.name for f in graph_def.library.function]
@@ -80,16 +84,24 @@ def count_flops(concrete_fn):
     graph = tf.Graph()
     with graph.as_default(), deprecation.silence():
         tf.graph_util.import_graph_def(graph_def, name="")
-        for op in graph.get_operations():
-            try:
-                tf_ops.get_stats_for_node_def(graph, op.node_def, "flops")
-            except ValueError as e:  # an incomplete shape
-                raise ValueError(f"cannot count the FLOPs of {op.name} ({op.type}): {e}") from e
-        options = (tf.compat.v1.profiler.ProfileOptionBuilder(
-            tf.compat.v1.profiler.ProfileOptionBuilder.float_operation())
-                   .with_empty_output().build())
-        profile = tf.compat.v1.profiler.profile(graph=graph, run_meta=tf.compat.v1.RunMetadata(),
-                                                cmd="op", options=options)
+        return _graph_flops(graph)
+
+
+def _graph_flops(graph):
+    """``float_operation()`` FLOPs of ``graph``, after checking every op's shapes."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel  (see the docstring)
+    from tensorflow.python.framework import ops as tf_ops  # pylint: disable=import-outside-toplevel  (see the docstring)
+
+    for op in graph.get_operations():
+        try:
+            tf_ops.get_stats_for_node_def(graph, op.node_def, "flops")
+        except ValueError as e:  # an incomplete shape
+            raise ValueError(f"cannot count the FLOPs of {op.name} ({op.type}): {e}") from e
+    options = (tf.compat.v1.profiler.ProfileOptionBuilder(
+        tf.compat.v1.profiler.ProfileOptionBuilder.float_operation())
+               .with_empty_output().build())
+    profile = tf.compat.v1.profiler.profile(graph=graph, run_meta=tf.compat.v1.RunMetadata(),
+                                            cmd="op", options=options)
     return int(profile.total_float_ops)
 
 

@@ -7,7 +7,9 @@
   bfloat16 / float32, our OpenVINO over our TensorFlow float32 and ours over
   sentence-transformers'; with several repeats also `per_repeat_ratios`;
 * `versus_baseline`: new / before for every number found in an earlier run's results;
-* `format_report`: the text the command prints.
+* `format_report`: the text the command prints: with FLOPs counted, each setting's
+  achieved GFLOP/s and its fraction of the run's matmul peak at that precision; with
+  profiles, each setting's profile as markdown (`profile_markdown`).
 
 Plain dicts and lists in, no TensorFlow.
 """
@@ -142,15 +144,26 @@ def format_report(results):
                 else "")]
     if auto:
         lines.append(f"--precision=auto picks {auto['policy']} here: {auto['reason']}")
+    peaks = results.get("matmul_peak", {})
+    if peaks:
+        lines.append("matmul peak (median of a few square TF matmuls): " + ", ".join(
+            f"{p} {v['gflops_per_second']:.0f} GFLOP/s ({v['dtype']}, {v['size']}^2)"
+            for p, v in peaks.items()))
+    embedding = [f"{k}={results[k]}" for k in ("freeze_word_embeddings", "embedding_updates")
+                 if k in results]
+    if embedding:
+        lines.append("training options of the new settings: " + ", ".join(embedding))
     lines += ["",
              f"{'model':<9}{'setting':<8}{'precision':<16}{'batches':<10}{'s/step':>8}"
-             f"{'pairs/s':>9}{'padding':>9}{'positions':>11}"]
+             f"{'pairs/s':>9}{'padding':>9}{'positions':>11}"
+             + (f"{'GFLOP/step':>12}{'GFLOP/s':>9}{'of peak':>9}" if peaks else "")]
     for r in results.get("train", []):
         setting = r["setting"] + (f"#{r['repeat'] + 1}" if results.get("repeats", 1) > 1 else "")
         lines.append(f"{r['model']:<9}{setting:<8}{r['precision']:<16}"
                      f"{'bucketed' if r['buckets'] else 'random':<10}"
                      f"{r['seconds_per_step']:>8.3f}{r['pairs_per_second']:>9.1f}"
-                     f"{100 * r['padding_share']:>8.1f}%{r['mean_pair_positions']:>11.1f}")
+                     f"{100 * r['padding_share']:>8.1f}%{r['mean_pair_positions']:>11.1f}"
+                     + _flops_columns(r, peaks))
     for r in results.get("distribution", []):
         lines.append(f"{r['model']:<9}{'x' + str(r['replicas']):<8}{r['precision']:<16}"
                      f"{'bucketed':<10}{r['seconds_per_step']:>8.3f}{r['pairs_per_second']:>9.1f}"
@@ -169,8 +182,38 @@ def format_report(results):
             if r.get("inference_precision"):
                 value += f"  (runs {r['inference_precision']})"
             lines.append(f"  sentence-transformers {backend:<9}{value}")
+    counted = next((r["flops_counted"] for r in results.get("train", [])
+                    if "flops_counted" in r), None)
+    if counted:
+        lines.append(f"(FLOPs: {counted})")
+    lines += profile_markdown(results)
     lines += ["", "ratios:"] + [f"  {k}: {v}" for k, v in results["ratios"].items()]
     if results.get("versus_baseline"):
         lines += ["", "new / before:"] + [f"  {k}: {v}" for k, v in
                                           results["versus_baseline"].items()]
     return "\n".join(lines)
+
+
+def _flops_columns(row, peaks):
+    """The GFLOP/step, GFLOP/s and fraction-of-peak columns of a training row ("" without
+    counted FLOPs in the run, "-" for a row without them)."""
+    if not peaks:
+        return ""
+    if "gflops_per_second" not in row:
+        return f"{'-':>12}{'-':>9}{'-':>9}"
+    fraction = (f"{100 * row['peak_fraction']:>8.1f}%" if "peak_fraction" in row
+                else f"{'-':>9}")
+    return (f"{row['train_flops_per_step'] / 1e9:>12.3f}{row['gflops_per_second']:>9.1f}"
+            + fraction)
+
+
+def profile_markdown(results):
+    """Lines of markdown: one section a profiled training row (its profile's tables)."""
+    lines = []
+    for r in results.get("train", []):
+        if "profile" not in r:
+            continue
+        lines += ["", f"### {r['model']}, {r['setting']}, {r['precision']}, "
+                      f"{'bucketed' if r['buckets'] else 'random'} batches", "",
+                  r["profile"]["markdown"]]
+    return lines

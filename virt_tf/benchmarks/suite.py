@@ -12,7 +12,10 @@ machine hits all of them. Then it encodes ``encode_texts`` texts of a GLUE TSV's
 ``sentence1`` column in each precision through TensorFlow and through OpenVINO, and
 with ``st_python`` runs sentence-transformers on the same texts and weights in that
 interpreter. The results name the CPU and what ``--precision=auto`` picks on it;
-their ``ratios`` are `virt_tf.benchmarks.report.ratios`.
+their ``ratios`` are `virt_tf.benchmarks.report.ratios`. Each training row also has its
+FLOPs a step, achieved GFLOP/s and fraction of a matmul peak measured first in the same run
+(`virt_tf.benchmarks.step_cost`), and on request a profile of its step
+(`virt_tf.benchmarks.timing.profile_step`).
 """
 import csv
 import dataclasses
@@ -22,6 +25,7 @@ import platform
 import tensorflow as tf
 
 from virt_tf.benchmarks.report import ratios
+from virt_tf.benchmarks.step_cost import matmul_peak
 from virt_tf.benchmarks.timing import (encode_speed, openvino_encode_speed,
                                        sentence_transformers_speed, train_speed)
 from virt_tf.config import preset
@@ -60,7 +64,9 @@ def read_first_column(path, column, limit):
 @dataclasses.dataclass(frozen=True)
 class _Workload:
     """What every training setting is timed on: the encoder, its preprocessor, the
-    training pairs (and their `Example`s), ``steps`` after ``warmup``, ``batch_size``."""
+    training pairs (and their `Example`s), ``steps`` after ``warmup``, ``batch_size``, and
+    the ``measure`` options of every `timing.train_speed` call (FLOPs, profile, the
+    embedding options)."""
     config: object
     pretrained: object
     prep: object
@@ -69,11 +75,13 @@ class _Workload:
     steps: int
     warmup: int
     batch_size: int
+    measure: dict = dataclasses.field(default_factory=dict)
 
     def train_speed(self, name, precision, bucket, **options):
         """`timing.train_speed` of model ``name`` on this workload."""
         return train_speed(name, precision, bucket, self.pairs, self.config, self.pretrained,
-                           self.prep, self.steps, self.warmup, self.batch_size, **options)
+                           self.prep, self.steps, self.warmup, self.batch_size,
+                           **self.measure, **options)
 
 
 def _mirrored_strategy(cpu_devices):
@@ -198,25 +206,59 @@ def _time_sentence_transformers(st_python, st_script, st_backends, st_model, tex
                                        st_model or default_checkpoint_dir(), st_script)
 
 
+def _matmul_peaks(precisions, size, log):
+    """`step_cost.matmul_peak` of each of ``precisions`` (GFLOP/s at its compute dtype)."""
+    peaks = {}
+    for precision in precisions:
+        peaks[precision] = matmul_peak(precision, size)
+        log(f"matmul peak {precision}: {peaks[precision]}")
+    return peaks
+
+
+def _add_peak_fractions(rows, peaks):
+    """Each row's matmul peak at its precision and its achieved fraction of it."""
+    for r in rows:
+        peak = peaks.get(r["precision"])
+        if peak and "gflops_per_second" in r:
+            r["matmul_peak_gflops_per_second"] = round(peak["gflops_per_second"], 1)
+            r["peak_fraction"] = round(r["gflops_per_second"] / peak["gflops_per_second"], 4)
+
+
 def run(task_name, data_dir, encoder_preset=None, models=("cross", "siamese", "virt"),
         precisions=("float32", "mixed_bfloat16"), buckets=(False, True), steps=30, warmup=5,
         batch_size=28, max_seq_length=128, max_train_examples=10000, encode_file=None,
         encode_texts=2000, encode_batch=32, jit_compile=False, st_python=None,
         st_backends=(), include_before=True, st_model=None, stack_texts=False,
         mirrored_cpu_devices=0, mirrored_models=("virt",), log=print, repeats=1,
-        encode_precisions=None, openvino_precisions=(), st_script=None):
+        encode_precisions=None, openvino_precisions=(), st_script=None, count_flops=True,
+        peak_size=2048, profile_steps=0, freeze_word_embeddings=False,
+        embedding_updates="dense"):
     """The whole benchmark; returns the results dict (see `report.format_report`).
 
     ``st_python`` runs ``st_script`` (``tools/st_encode_speed.py``) in that interpreter.
+    ``count_flops`` adds each training row's FLOPs a step, its achieved GFLOP/s and its
+    fraction of the ``matmul_peak`` (a ``peak_size`` square matmul, measured first in this
+    run at each precision); ``profile_steps`` adds a profile of that many timed steps to
+    each row (`timing.profile_step`). ``freeze_word_embeddings`` and ``embedding_updates``
+    are those training options, for every setting but the path before the levers.
     """
     if st_python and not st_script:
         raise ValueError("st_python needs st_script (tools/st_encode_speed.py)")
     mirrored = _mirrored_strategy(mirrored_cpu_devices)  # before TensorFlow places anything
     config, pretrained, prep = _encoder(encoder_preset, max_seq_length)
     examples, pairs = _training_pairs(task_name, data_dir, prep, max_train_examples)
-    work = _Workload(config, pretrained, prep, examples, pairs, steps, warmup, batch_size)
+    measure = {"count_flops": count_flops, "flops_cache": {}, "profile_steps": profile_steps,
+               "freeze_embeddings": freeze_word_embeddings,
+               "embedding_updates": embedding_updates}
+    work = _Workload(config, pretrained, prep, examples, pairs, steps, warmup, batch_size,
+                     measure)
     results = _new_results(task_name, len(pairs), batch_size, repeats, steps, warmup,
                            encoder_preset, jit_compile, encode_batch, stack_texts)
+    results.update(freeze_word_embeddings=freeze_word_embeddings,
+                   embedding_updates=embedding_updates)
+    if count_flops:  # the peaks first: the machine as the settings find it
+        trained = set(precisions) | ({"float32"} if include_before else set())
+        results["matmul_peak"] = _matmul_peaks(sorted(trained), peak_size, log)
     if openvino_precisions and encode_texts and encode_file:  # fail before hours of timing
         require_openvino()
     if include_before:
@@ -233,5 +275,8 @@ def run(task_name, data_dir, encoder_preset=None, models=("cross", "siamese", "v
         if st_python:
             results["sentence_transformers"] = _time_sentence_transformers(
                 st_python, st_script, st_backends, st_model, texts, encode_batch, log)
+    if count_flops:
+        _add_peak_fractions(results["train"] + results.get("distribution", []),
+                            results["matmul_peak"])
     results["ratios"] = ratios(results)
     return results

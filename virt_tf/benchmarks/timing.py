@@ -4,6 +4,11 @@
   (`virt_tf.training.stage`'s stream, `VirtModel`, Adam) after untimed warm-up steps,
   with the padded share of the batches; ``legacy=`` times the path before the
   speed levers (`legacy_stream`), ``strategy=`` under a `tf.distribute` strategy;
+  ``count_flops=`` adds the timed steps' training FLOPs and the achieved GFLOP/s
+  (`virt_tf.benchmarks.step_cost`), ``profile_steps=`` a profile of that many of them
+  (`profile_step`);
+* `profile_step`: where a step's time goes (`virt_tf.benchmarks.step_profile`): op self
+  times of a few traced steps by op type and by part of the step, and the split timing;
 * `encode_speed`, `openvino_encode_speed`: texts per second of
   `virt_tf.inference.state_cache.encode_texts` through `ModelServer.encode` or through
   OpenVINO (`virt_tf.inference.openvino`);
@@ -23,6 +28,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from virt_tf.benchmarks import step_profile
+from virt_tf.benchmarks.step_cost import FLOPS_COUNTED, batch_flops
 from virt_tf.config import load_config
 from virt_tf.data.pipeline import (TokenizedPairs, batch_plan, epoch_order, padding_share,
                                    training_stream)
@@ -34,7 +41,7 @@ from virt_tf.modeling.checkpoints import assign_weights
 from virt_tf.models.registry import build_classifier, build_now
 from virt_tf.models.virt import VirtModel
 from virt_tf.training.distribute import distributed_stream
-from virt_tf.training.optimization import create_optimizer
+from virt_tf.training.optimization import create_optimizer, freeze_word_embeddings
 from virt_tf.training.precision import precision_scope, wrap_optimizer
 
 
@@ -76,11 +83,18 @@ def legacy_stream(examples, preprocessor, batch_size, epochs, seed):
 
 def train_speed(model_name, precision, bucket, examples, encoder_config, pretrained,
                 preprocessor, steps, warmup, batch_size, jit_compile=False, legacy=None,
-                stack_texts=False, strategy=None):
+                stack_texts=False, strategy=None, count_flops=False, flops_cache=None,
+                profile_steps=0, freeze_embeddings=False, embedding_updates="dense"):
     """Seconds per step of ``steps`` timed train steps of ``model_name`` (after ``warmup``).
 
     ``legacy`` (the training `Example`s) measures the path before the speed levers:
     float32, random batches tokenized every batch, x and y in two encoder calls.
+    ``count_flops`` (one device only) adds ``train_flops_per_step`` (the mean over the
+    timed steps) and ``gflops_per_second`` (their FLOPs over their seconds), counted once a
+    batch shape and model (``flops_cache``, a dict, keeps the counts across calls: they do
+    not depend on the precision); ``profile_steps`` adds ``profile`` (`profile_step` of the
+    first timed batches). ``freeze_embeddings`` and ``embedding_updates`` are the training
+    options `freeze_word_embeddings` and `embedding_updates` (the new path only).
     """
     keras.utils.set_random_seed(0)
     pairs = examples if isinstance(examples, TokenizedPairs) else \
@@ -98,6 +112,10 @@ def train_speed(model_name, precision, bucket, examples, encoder_config, pretrai
                 assign_weights(clf.encoder, pretrained.weights, pretrained.source)
             return clf
         student = build(model_name)
+        if freeze_embeddings and legacy is None:
+            freeze_word_embeddings(student)
+        if legacy is not None:
+            embedding_updates = "dense"
         if hasattr(student, "stack_texts"):
             student.stack_texts = bool(stack_texts) and legacy is None
         # the objective the model's config implies (VIRT: task + alpha 1 * L_virt, a teacher)
@@ -106,7 +124,8 @@ def train_speed(model_name, precision, bucket, examples, encoder_config, pretrai
         teacher = build("cross") if needs_teacher(terms) else None
         model = VirtModel(student, teacher, terms=terms)
         # float16: dynamic loss scaling, as training runs it
-        model.compile(optimizer=wrap_optimizer(create_optimizer(5e-5, 10 * total), precision),
+        model.compile(optimizer=wrap_optimizer(create_optimizer(
+            5e-5, 10 * total, embedding_updates=embedding_updates), precision),
                       jit_compile=jit_compile)
     epochs = max(1, -(-total * batch_size // len(pairs)))
     key = "pair" if "pair" in student.input_packings else "texts"  # as training does
@@ -123,7 +142,7 @@ def train_speed(model_name, precision, bucket, examples, encoder_config, pretrai
               steps_per_epoch=total, verbose=0, callbacks=[timer])
     timed = timer.times[warmup:]
     mean = statistics.fmean(timed)
-    return {"model": model_name, "precision": precision, "buckets": bool(bucket),
+    row = {"model": model_name, "precision": precision, "buckets": bool(bucket),
             "setting": "before" if legacy is not None else "new",
             "replicas": strategy.num_replicas_in_sync,
             "seconds_per_step": significant(mean),
@@ -138,6 +157,48 @@ def train_speed(model_name, precision, bucket, examples, encoder_config, pretrai
                 pairs.lengths_a[plan[warmup:]].max(axis=1)
                 + pairs.lengths_b[plan[warmup:]].max(axis=1))), 1),
             "steps": len(timed)}
+    if legacy is None:
+        row.update(freeze_word_embeddings=bool(freeze_embeddings),
+                   embedding_updates=embedding_updates)
+    one_device = strategy.num_replicas_in_sync == 1
+    if (count_flops or profile_steps) and one_device:
+        batches = list(stream.take(total))[warmup:]  # the timed batches again (seeded)
+        if count_flops:
+            stacked = bool(getattr(student, "stack_texts", False))
+            flops = batch_flops(model, batches, flops_cache, (model_name, stacked))
+            row.update(train_flops_per_step=significant(statistics.fmean(flops)),
+                       gflops_per_second=significant(sum(flops) / sum(timed) / 1e9),
+                       flops_counted=FLOPS_COUNTED)
+        if profile_steps:
+            row["profile"] = profile_step(model, batches[:profile_steps], stream.element_spec)
+    return row
+
+
+def profile_step(model, batches, element_spec, repeats=3):
+    """Where the time of ``model``'s (a compiled `VirtModel`) training step goes, on
+    ``batches`` (a list of ``(features, labels)`` of a dataset of ``element_spec``, the one
+    ``model`` was fitted on: no new trace of its step): the steps traced by `tf.profiler`
+    (one `model.fit` over them), op self time by part of the step and by op type
+    (`step_profile.phase_table`, `step_profile.op_table`), the split timing
+    (`step_profile.split_timing`, median of ``repeats`` passes) and all of it as markdown.
+    Runs the steps: the model's weights change."""
+    steps = len(batches)
+    stream = tf.data.Dataset.from_generator(lambda: iter(batches),
+                                            output_signature=element_spec)
+    timer = StepTimer()
+    with tempfile.TemporaryDirectory() as folder:
+        ops = step_profile.trace_ops(lambda: model.fit(
+            stream, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[timer]), folder)
+    scopes = step_profile.optimizer_scopes(model.optimizer)
+    profile = {"steps": steps,
+               "wall_ms_per_step": 1000 * statistics.fmean(timer.times),
+               "op_ms_per_step": 1000 * sum(op.seconds for op in ops) / steps,
+               "optimizer_scopes": sorted(scopes),
+               "phases": step_profile.phase_table(ops, steps, scopes),
+               "ops": step_profile.op_table(ops, steps),
+               "split": step_profile.split_timing(model, batches, repeats)}
+    profile["markdown"] = step_profile.to_markdown(profile)
+    return profile
 
 
 # ------------------------------------------------------------------------------ encoding

@@ -11,8 +11,14 @@ unknown flag, an unknown enum value or a value of the wrong type is a
 `ConfigError` line with exit 2 too, instead of absl's "FATAL Flags parsing
 error" (exit 1). Every entry point and tool starts with `run`; each checks its
 path flags (`virt_tf.cli.paths`) before any work.
+
+Every command logs its progress on stderr in one format, `LOG_FORMAT`, set here
+(`configure_logging`, called by `run_main` before the command's main): absl's and
+TensorFlow's Python loggers and Python warnings (Keras') alike; a command's result goes
+to stdout.
 """
 import gc
+import logging as std_logging
 import sys
 
 from absl import app, flags, logging
@@ -96,12 +102,40 @@ def parse_flags(argv):
 HELP_FLAGS = ("-h", "-?", "--help", "-help", "--helpshort", "--helpfull", "--helpxml")
 
 
+# ``2026-12-05 01:37:21 INFO pipeline: train 16, tune 8, dev 16``: time, level, module.
+LOG_FORMAT = "%(asctime)s %(levelname)s %(module)s: %(message)s"
+LOG_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+def configure_logging():
+    """Give every log line of the command `LOG_FORMAT` on stderr: absl's handler (on the
+    root logger, where TensorFlow's logger and captured Python warnings end too) gets the
+    format instead of absl's ``I1205 01:37:21.388430 140348923960192 file.py:110]``."""
+    formatter = std_logging.Formatter(LOG_FORMAT, LOG_TIME_FORMAT)
+    logging.use_absl_handler()  # app.run installs it; a no-op then
+    logging.get_absl_handler().setFormatter(formatter)
+    # TensorFlow's logger has a handler of its own when it was set up before absl's: the
+    # format there too, and its lines once (not again through the root logger)
+    tf_logger = std_logging.getLogger("tensorflow")
+    for handler in tf_logger.handlers:
+        handler.setFormatter(formatter)
+    if tf_logger.handlers:
+        tf_logger.propagate = False
+    std_logging.captureWarnings(True)  # warnings.warn(...) as a WARNING line of the format
+
+
 def run_main(main, argv=None):
-    """``absl.app.run(main)`` with flag errors as one `ConfigError` line (`parse_flags`) and
-    ``--help`` ending with exit code 0 (absl's own exits 1)."""
+    """``absl.app.run(main)`` with flag errors as one `ConfigError` line (`parse_flags`),
+    every log line in `LOG_FORMAT` (`configure_logging`) and ``--help`` ending with exit
+    code 0 (absl's own exits 1)."""
     args = sys.argv if argv is None else argv
+
+    def logged_main(remaining):
+        configure_logging()
+        return main(remaining)
+
     try:
-        app.run(main, argv=argv, flags_parser=parse_flags)
+        app.run(logged_main, argv=argv, flags_parser=parse_flags)
     except SystemExit as e:
         if e.code == 1 and any(a.split("=")[0] in HELP_FLAGS for a in args[1:]):
             sys.exit(0)

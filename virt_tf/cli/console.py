@@ -1,7 +1,8 @@
 """Console entry points of an installed package (``pyproject.toml``'s ``[project.scripts]``).
 
 ``virt-tf-train`` is ``python -m virt_tf.train``, and so on for ``evaluate``,
-``export``, ``encode`` and ``score``: the same absl flags, the same exit codes.
+``export``, ``encode``, ``score``, ``index`` and ``search``: the same absl flags, the same
+exit codes.
 """
 import importlib
 import sys
@@ -45,3 +46,13 @@ def encode():
 def score():
     """``virt-tf-score``: ``python -m virt_tf.score``."""
     _run("virt_tf.score")
+
+
+def index():
+    """``virt-tf-index``: ``python -m virt_tf.index``."""
+    _run("virt_tf.index")
+
+
+def search():
+    """``virt-tf-search``: ``python -m virt_tf.search``."""
+    _run("virt_tf.search")

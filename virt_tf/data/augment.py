@@ -1,4 +1,4 @@
-"""Teacher-labelled augmentation: extra training pairs made from the training texts alone.
+"""Teacher-labelled extra pairs: made from the training texts, or the user's unlabelled pairs.
 
 The idea of AugSBERT: a cross-encoder labels pairs a bi-encoder would never see with a
 gold label, and the bi-encoder learns from its soft labels. Here the extra pairs carry
@@ -14,20 +14,38 @@ Sources (each deterministic for a seed):
 * ``overlap``: each first text with the other pair's second text that shares the most
   words with it (cosine of binary bags of words; its own pairs excluded);
 * ``edit``: a gold pair's second text with one light edit (a word deleted, or two
-  neighbouring words swapped).
+  neighbouring words swapped);
+* an unlabelled file (``--unlabelled``, `read_unlabelled`): in-domain pairs the user
+  has without labels (query logs, candidate lists); `guard_unlabelled` checks them.
 
-No pair may contain a text of the tune or evaluation splits: pass them as
-``forbidden_texts`` and every generated pair is checked (`check_disjoint`).
+The leak guard (`LeakGuard`) keeps the held-out pairs (tune and evaluation splits) out of
+every extra pair, whatever its source, by two rules:
+
+* ``eval_pair``: an extra pair equal to a held-out pair is dropped. ``(b, a)`` counts as
+  the same pair as ``(a, b)``: on a symmetric task (QQP, MRPC) the swapped pair is the same
+  question, and the guard does not know which tasks are symmetric; on an ordered task (NLI)
+  dropping the swapped pair costs a handful of pairs at most;
+* ``eval_only_text``: an extra pair holding a text that only held-out pairs hold is dropped.
+  A held-out text that a gold training pair also holds (in either position) is no leak: the
+  student trains on it with its gold label anyway, so it may appear in extra pairs.
+
+A pair that breaks both rules is counted under ``eval_pair``. `check_disjoint` asserts both
+rules on the result.
 """
+import dataclasses
 import re
 
 import numpy as np
 from scipy import sparse
 
+from virt_tf.data import tasks
 from virt_tf.data.tasks import Example
+from virt_tf.errors import DataError
 
 SOURCES = ("pool", "random", "overlap", "edit")
 UNLABELLED = -1
+# The leak guard's rules, in the order a dropped pair is counted (see the module docstring).
+RULES = ("eval_pair", "eval_only_text")
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
@@ -124,14 +142,70 @@ def _edit_pairs(gold, count, rng):
     return [(gold[i].text_a, edit_text(gold[i].text_b, rng)) for i in picks]
 
 
-def check_disjoint(pairs, forbidden_texts):
-    """Raise `AssertionError` if any pair holds a text of ``forbidden_texts``."""
-    forbidden = set(forbidden_texts)
-    bad = [p for p in pairs if p[0] in forbidden or p[1] in forbidden]
-    assert not bad, f"{len(bad)} augmented pairs hold tune or evaluation texts, e.g. {bad[0]}"
+# The generating sources: ``(gold, count, rng) -> [(text_a, text_b), ...]``.
+_GENERATORS = {"random": _random_pairs, "overlap": _overlap_pairs, "edit": _edit_pairs}
 
 
-def augment_pairs(gold, sources, multiple=1.0, seed=0, pool=(), forbidden_texts=()):
+@dataclasses.dataclass(frozen=True)
+class LeakGuard:
+    """The held-out pairs and texts no extra pair may hold (the module docstring's rules).
+
+    ``pairs``: every held-out ``(text_a, text_b)`` and its swap; ``texts``: the held-out
+    texts that no gold training pair holds. `LeakGuard.of` builds one."""
+    pairs: frozenset = frozenset()
+    texts: frozenset = frozenset()
+
+    @classmethod
+    def of(cls, gold, held_out):
+        """The guard of the gold training `Example`s ``gold`` against ``held_out`` (the tune
+        and evaluation `Example`s)."""
+        gold_texts = {t for e in gold for t in (e.text_a, e.text_b)}
+        pairs, texts = set(), set()
+        for e in held_out:
+            pairs.update({(e.text_a, e.text_b), (e.text_b, e.text_a)})
+            texts.update(t for t in (e.text_a, e.text_b) if t not in gold_texts)
+        return cls(frozenset(pairs), frozenset(texts))
+
+    def rule(self, pair):
+        """The first of `RULES` that ``pair`` (``(text_a, text_b)``) breaks, or None."""
+        if pair in self.pairs:
+            return "eval_pair"
+        if pair[0] in self.texts or pair[1] in self.texts:
+            return "eval_only_text"
+        return None
+
+    def split(self, pairs):
+        """``(kept, dropped)``: the pairs that break no rule, in order, and
+        ``{rule: count}`` of the others."""
+        kept, dropped = [], dict.fromkeys(RULES, 0)
+        for pair in pairs:
+            broken = self.rule(pair)
+            if broken is None:
+                kept.append(pair)
+            else:
+                dropped[broken] += 1
+        return kept, dropped
+
+
+def check_disjoint(pairs, guard):
+    """Raise `AssertionError` if any of ``pairs`` (``(text_a, text_b)`` tuples) breaks a
+    rule of ``guard`` (a `LeakGuard`): equals a held-out pair, or holds a held-out-only
+    text."""
+    same = [p for p in pairs if p in guard.pairs]
+    assert not same, (f"{len(same)} extra pairs equal a tune or evaluation pair, "
+                      f"e.g. {same[0]}")
+    held = [p for p in pairs if p[0] in guard.texts or p[1] in guard.texts]
+    assert not held, (f"{len(held)} extra pairs hold a text only the tune or evaluation "
+                      f"pairs hold, e.g. {held[0]}")
+
+
+def _account(candidates, dropped, used, gold_pair=0):
+    """One source's counts: pairs it offered, dropped by each rule (and as gold pairs)
+    and used."""
+    return {"candidates": candidates, **dropped, "gold_pair": gold_pair, "used": used}
+
+
+def augment_pairs(gold, sources, multiple=1.0, seed=0, pool=(), held_out=(), counts=None):
     """Extra teacher-labelled pairs: `Example`s with label ``-1``.
 
     Args:
@@ -140,9 +214,13 @@ def augment_pairs(gold, sources, multiple=1.0, seed=0, pool=(), forbidden_texts=
       multiple: extra pairs per gold pair (``round(multiple * len(gold))`` in all).
       seed: the draws' seed (same seed, same pairs, same order).
       pool: other training `Example`s (source ``pool``; their labels are dropped).
-      forbidden_texts: texts of the tune and evaluation splits. Pool pairs holding one
-        are left out, generated pairs holding one are dropped, and the result is
-        checked to hold none.
+      held_out: the tune and evaluation `Example`s: the leak guard's (`LeakGuard`). Pool
+        pairs that break a rule are left out before the draw, generated pairs that break
+        one are dropped after it (not replaced), and the result is checked
+        (`check_disjoint`).
+      counts: a dict to fill with each source's counts, ``{source: {"candidates",
+        "eval_pair", "eval_only_text", "gold_pair", "used"}}`` (``candidates``: the whole
+        pool, or the pairs a generator drew; ``gold_pair``: pool pairs that are gold pairs).
     Returns: a list of `Example(text_a, text_b, -1)`, sources in the order of `SOURCES`;
       shorter than asked when the pool runs out and no generating source is given,
       or when drawn pairs were dropped.
@@ -150,33 +228,82 @@ def augment_pairs(gold, sources, multiple=1.0, seed=0, pool=(), forbidden_texts=
     unknown = [s for s in sources if s not in SOURCES]
     if unknown:
         raise ValueError(f"unknown augmentation sources {unknown}; known: {SOURCES}")
+    counts = {} if counts is None else counts
     if not gold:
         return []
-    forbidden = set(forbidden_texts)
+    guard = LeakGuard.of(gold, held_out)
     gold_pairs = {(e.text_a, e.text_b) for e in gold}
-    pool = [e for e in pool if e.text_a not in forbidden and e.text_b not in forbidden
-            and (e.text_a, e.text_b) not in gold_pairs]
+    offered = [(e.text_a, e.text_b) for e in pool] if "pool" in sources else []
+    pool_pairs, pool_dropped = guard.split(p for p in offered if p not in gold_pairs)
+    pool_gold = sum(p in gold_pairs for p in offered)
     total = int(round(multiple * len(gold)))
-    counts = _share(total, [s for s in SOURCES if s in sources], len(pool))
+    counts_of = _share(total, [s for s in SOURCES if s in sources], len(pool_pairs))
     out = []
     for k, source in enumerate(SOURCES):
-        count = counts.get(source, 0)
-        if not count:
+        if source not in sources:
             continue
+        count = counts_of.get(source, 0)
         rng = np.random.RandomState([seed, k])
         if source == "pool":
-            picks = rng.permutation(len(pool))[:count]
-            pairs = [(pool[i].text_a, pool[i].text_b) for i in sorted(picks)]
-        elif source == "random":
-            pairs = _random_pairs(gold, count, rng)
-        elif source == "overlap":
-            pairs = _overlap_pairs(gold, count, rng)
+            picks = rng.permutation(len(pool_pairs))[:count]
+            pairs = [pool_pairs[i] for i in sorted(picks)]
+            counts[source] = _account(len(offered), pool_dropped, len(pairs), pool_gold)
         else:
-            pairs = _edit_pairs(gold, count, rng)
-        pairs = [p for p in pairs if p[0] not in forbidden and p[1] not in forbidden]
+            drawn = _GENERATORS[source](gold, count, rng) if count else []
+            pairs, dropped = guard.split(drawn)
+            counts[source] = _account(len(drawn), dropped, len(pairs))
         out.extend(pairs)
-    check_disjoint(out, forbidden)
+    check_disjoint(out, guard)
     return [Example(a, b, UNLABELLED) for a, b in out]
+
+
+def read_unlabelled(path, a_field="text_a", b_field="text_b", skip_bad_rows=False,
+                    stats=None):
+    """The pairs of an unlabelled file: `Example(text_a, text_b, -1)`s, in order.
+
+    ``path`` is a TSV file with a header (``.tsv``) or JSON lines (any other name), as the
+    ``pairs`` task reads them, with the texts in ``a_field`` and ``b_field``; any other
+    field (a label too) is ignored. A row missing a field raises `DataError` naming file,
+    line and field, unless ``skip_bad_rows`` (then it is skipped and counted in ``stats``,
+    a `virt_tf.data.tasks.ReadStats`); a missing or empty file, or one without a usable
+    pair, raises `DataError`."""
+    stats = stats if stats is not None else tasks.ReadStats()
+    # the pairs task's row readers: its file formats and its error messages
+    # pylint: disable=protected-access
+    rows = (tasks._rows_tsv(path, skip_bad_rows, stats) if path.endswith(".tsv")
+            else tasks._rows_jsonl(path, skip_bad_rows, stats))
+    out = []
+    for line, row in rows:
+        where = f"{path}:{line}"
+        try:
+            missing = [f for f in (a_field, b_field) if f not in row]
+            if missing:
+                raise DataError(f"{where}: missing field(s) {missing}")
+            out.append(Example(tasks._check_text(row[a_field], where, stats),
+                               tasks._check_text(row[b_field], where, stats), UNLABELLED))
+        except DataError:
+            if not skip_bad_rows:
+                raise
+            stats.skipped += 1
+    # pylint: enable=protected-access
+    if not out:
+        raise DataError(f"{path}: no usable pairs (fields {a_field!r} and {b_field!r})")
+    return out
+
+
+def guard_unlabelled(pairs, gold, held_out):
+    """``(kept, counts)``: the unlabelled `Example`s ``pairs`` that are no gold training pair
+    of ``gold`` and break no rule of the leak guard against ``held_out`` (the tune and
+    evaluation `Example`s), in order, with label ``-1``; ``counts`` as `augment_pairs`'
+    (``candidates``: the pairs read)."""
+    guard = LeakGuard.of(gold, held_out)
+    gold_pairs = {(e.text_a, e.text_b) for e in gold}
+    offered = [(e.text_a, e.text_b) for e in pairs]
+    kept, dropped = guard.split(p for p in offered if p not in gold_pairs)
+    check_disjoint(kept, guard)
+    counts = _account(len(offered), dropped, len(kept),
+                      sum(p in gold_pairs for p in offered))
+    return [Example(a, b, UNLABELLED) for a, b in kept], counts
 
 
 def augment_counts(examples):

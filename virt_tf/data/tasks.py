@@ -3,7 +3,10 @@
 Every reader returns a list of `Example(text_a, text_b, label)` with integer
 labels. A malformed row raises `DataError` naming file and line, unless
 ``skip_bad_rows`` is set, in which case bad rows are skipped and counted.
-Without a ``data_dir`` the GLUE/SuperGLUE tasks come from tensorflow-datasets.
+Without a ``data_dir`` the GLUE/SuperGLUE tasks come from tensorflow-datasets: from its
+data folder when prepared there, else downloaded, after one short check that the download
+host answers (`download_reachable`; no network is one `DataError` naming ``--data_dir``
+and the files the task reads, not minutes of retries).
 """
 import csv
 import dataclasses
@@ -11,6 +14,9 @@ import json
 import os
 import random
 import sys
+import threading
+import urllib.error
+import urllib.request
 from typing import Callable, Optional, Sequence
 
 from virt_tf.errors import ConfigError, DataError
@@ -313,18 +319,71 @@ def layouts(task):
     return "; ".join(f"{split}: {' or '.join(names)}" for split, names in task.files.items())
 
 
+# Where tensorflow-datasets downloads the GLUE and SuperGLUE files from, and how long the
+# one check that it answers may take.
+TFDS_DOWNLOAD_HOST = "dl.fbaipublicfiles.com"
+PROBE_SECONDS = 3.0
+
+
+def download_reachable(host=TFDS_DOWNLOAD_HOST, timeout=PROBE_SECONDS):
+    """Whether ``https://HOST/`` answers within ``timeout`` seconds (any HTTP status counts):
+    one attempt, name lookup and TLS included, no retry. The environment's proxy settings
+    apply, as they do to tensorflow-datasets' download."""
+    answered = []
+
+    def ask():
+        request = urllib.request.Request(f"https://{host}/", method="HEAD")
+        try:
+            urllib.request.urlopen(request, timeout=timeout).close()  # pylint: disable=consider-using-with
+            answered.append(True)
+        except urllib.error.HTTPError:  # an HTTP answer, whatever its status
+            answered.append(True)
+        except (OSError, ValueError):  # no route, no name, refused, timed out, not TLS
+            pass
+
+    # A thread, so that the bound holds for the name lookup too (urlopen's timeout does not
+    # cover it); a lookup still stuck then ends with the process.
+    probe = threading.Thread(target=ask, daemon=True)
+    probe.start()
+    probe.join(timeout)
+    return bool(answered)
+
+
+def tfds_prepared(task):
+    """Whether tensorflow-datasets holds ``task``'s dataset in its data folder already
+    (``TFDS_DATA_DIR``, default ``~/tensorflow_datasets``): then nothing is downloaded."""
+    root = os.environ.get("TFDS_DATA_DIR",
+                          os.path.join(os.path.expanduser("~"), "tensorflow_datasets"))
+    return os.path.isdir(os.path.join(root, *task.tfds_name.split("/")))
+
+
+def _no_data_dir(task, why):
+    """The `DataError` of a task that cannot be read without ``--data_dir``: ``why``, then
+    the layouts of the task's files."""
+    return DataError(f"no --data_dir given and {why}; give --data_dir=DIR, a folder with "
+                     f"the task's files (task {task.name} reads {layouts(task)})")
+
+
 def _read_tfds(task, split):
+    """Examples of ``split`` from tensorflow-datasets (its unlabelled test rows left out);
+    `DataError` naming ``--data_dir`` when the task cannot come from there."""
+    if not task.tfds_name:
+        raise _no_data_dir(task, f"task {task.name} has no tensorflow-datasets source")
+    # Checked before tensorflow_datasets is imported (it loads TensorFlow), and before it
+    # retries a download for minutes.
+    if not tfds_prepared(task) and not download_reachable():
+        raise _no_data_dir(task, f"{TFDS_DOWNLOAD_HOST}, where tensorflow-datasets downloads "
+                                 f"{task.tfds_name}, cannot be reached (no network?)")
     try:  # only this path needs it, and it loads TensorFlow: tasks are read before that
         import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel  (heavy: loads TensorFlow)
     except ImportError as e:
-        raise DataError("no --data_dir given and tensorflow-datasets is not installed") from e
-    if not task.tfds_name:
-        raise DataError(f"task {task.name} has no tensorflow-datasets source: give --data_dir")
+        raise _no_data_dir(task, "tensorflow-datasets is not installed") from e
     try:
         ds = tfds.load(task.tfds_name, split=task.tfds_splits[split])
     except Exception as e:  # offline, or the dataset cannot be prepared
-        raise DataError(f"tensorflow-datasets could not load {task.tfds_name} ({split}); "
-                        f"give --data_dir with the task's files: {str(e).splitlines()[0]}") from e
+        reason = (str(e).splitlines() or [type(e).__name__])[0]
+        raise _no_data_dir(task, f"tensorflow-datasets could not load {task.tfds_name} "
+                                 f"({split}): {reason}") from e
     a, b = task.tfds_fields
     out = []
     for row in tfds.as_numpy(ds):

@@ -1,9 +1,44 @@
 """Evaluators, apart from models and entry points: probabilities and task metrics."""
+import weakref
+
 import keras
 import numpy as np
 import tensorflow as tf
 
 from virt_tf.data.pipeline import eval_dataset
+
+# classifier -> {input signature: its traced `features -> probabilities`}; entries go with
+# their classifier.
+_PREDICTORS = weakref.WeakKeyDictionary()
+
+
+def _free_dims(spec):
+    """The `tf.TensorSpec` of ``spec`` with every dimension free (batch and length)."""
+    return tf.TensorSpec([None] * spec.shape.rank, spec.dtype, name=spec.name)
+
+
+def _predictor(classifier, features_spec):
+    """The one traced ``features -> softmax(classifier(features))`` of ``classifier``
+    (float32 `[batch, num_labels]`) for features shaped like ``features_spec`` (a structure
+    of `tf.TensorSpec`, e.g. `[batch, seq]` ids), built on first use and kept while
+    ``classifier`` lives.
+
+    A new `tf.function` at every call traced the model again at every call (TensorFlow's
+    "triggered tf.function retracing" warning after a few evaluations). The signature frees
+    every dimension, so one graph serves every batch of every call: a pair's probabilities
+    do not depend on its batch's shape nor on what was evaluated before (a resumed run's
+    evaluation equals an uninterrupted one's, bit for bit). The function reaches the
+    classifier through a weak reference, so the cache does not keep the model alive.
+    """
+    signature = tf.nest.map_structure(_free_dims, features_spec)
+    key = repr(signature)
+    functions = _PREDICTORS.setdefault(classifier, {})
+    if key not in functions:
+        model = weakref.ref(classifier)
+        functions[key] = tf.function(
+            lambda f: tf.nn.softmax(tf.cast(model()(f, training=False), tf.float32), axis=-1),
+            input_signature=[signature])
+    return functions[key]
 
 
 def predict_probs(classifier, examples, preprocessor, batch_size=64):
@@ -13,9 +48,7 @@ def predict_probs(classifier, examples, preprocessor, batch_size=64):
     by length (less padding) and mapped back.
     """
     ds, order = eval_dataset(examples, preprocessor, batch_size)
-    predict = tf.function(
-        lambda f: tf.nn.softmax(tf.cast(classifier(f, training=False), tf.float32), axis=-1),
-        reduce_retracing=True)
+    predict = _predictor(classifier, ds.element_spec[0])
     chunks = [predict(features).numpy() for features, _ in ds]
     probs = (np.concatenate(chunks, axis=0) if chunks
              else np.zeros((0, classifier.num_labels), np.float32))

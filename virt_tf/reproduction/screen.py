@@ -9,14 +9,22 @@ reference run (the fair Siamese) and the teacher on the same evaluation pairs: a
 share of the reference-to-teacher gap it closes, exact McNemar test against the
 reference, agreement with the teacher, training seconds a step, and the size of each
 objective term at the end of training (so a weight is read beside what it weighs).
+
+A line whose RUN_DIR holds a finished run is reused only when that run trained with the
+options the line's command asks (`check_finished_lines`: the comparison of a resume and
+of the grid's finished cells, over the run's ``stage.json``); otherwise the screen stops
+with one error naming the line and each differing setting.
 """
 import os
 
 import numpy as np
 
 from virt_tf import rundir
+from virt_tf.config import defaults, pipeline_options
+from virt_tf.errors import StageError
 from virt_tf.evaluation import predictions
 from virt_tf.evaluation.stats import gap_closed, paired
+from virt_tf.options import RESUME_FREE, changed_settings, parse_overrides
 
 
 def read_screen(path, verdicts=False):
@@ -32,6 +40,61 @@ def read_screen(path, verdicts=False):
             runs.append((name, run_dir, " ".join(flags)) +
                         ((verdict.strip(),) if verdicts else ()))
     return runs
+
+
+def line_options(args):
+    """The `RunOptions` that ``python -m virt_tf.train ARGS`` trains with (``args``: its
+    ``--name=value`` arguments, the screen's common flags first, then the line's; later
+    ones win), layered as the command layers them (`virt_tf.config.pipeline_options`): no
+    TensorFlow."""
+    flags = " ".join(args)
+    named = {k: flag_value(flags, k) for k in ("task", "model") if flag_value(flags, k)}
+    return pipeline_options(**named, model_dir=".", config=flag_value(flags, "config"),
+                            recipe=flag_value(flags, "recipe"),
+                            **parse_overrides(args)).options
+
+
+def finished_line_changes(run_dir, args):
+    """``{setting: (ran, asked)}``: the options the finished run in ``run_dir`` trained with
+    (its ``stage.json``) that the command ``args`` (`line_options`) would set otherwise;
+    ``{}`` when they match or when the run recorded none. The comparison a resume makes
+    (`virt_tf.options.changed_settings`), without loading a model."""
+    stage_file = rundir.checkpoint_path(run_dir, rundir.STAGE_FILE)
+    if not os.path.exists(stage_file):
+        return {}
+    try:
+        ran = rundir.read_json(stage_file)
+    except ValueError as e:
+        raise StageError(f"{stage_file}: not valid JSON ({e})") from e
+    asked = {k: v for k, v in rundir.jsonable(line_options(args)).items()
+             if k not in RESUME_FREE}
+    if asked.get("precision") == "auto":  # resolved on the machine that ran it
+        asked.pop("precision")
+    return changed_settings(ran, asked, rundir.jsonable(defaults()))
+
+
+def check_finished_lines(path, common_args=(), root="."):
+    """The names of the lines of the screen list ``path`` whose run has finished
+    (``metrics.json`` in RUN_DIR, below ``root``) with the options the line asks: those the
+    screen reuses. A finished run of other options raises one `StageError` naming each
+    such line (name and RUN_DIR) and each differing setting with both values.
+    ``common_args`` are the flags every line's command gets before its own."""
+    reused, refused = [], []
+    for name, run_dir, flags in read_screen(path):
+        directory = os.path.join(root, run_dir)
+        if not rundir.has_metrics(directory):
+            continue
+        changed = finished_line_changes(directory, list(common_args) + flags.split())
+        if changed:
+            diff = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in sorted(changed.items()))
+            refused.append(f"line {name!r} ({run_dir}) holds a finished run of a different "
+                           f"setting ({diff})")
+        else:
+            reused.append(name)
+    if refused:
+        raise StageError(f"{path}: {'; '.join(refused)}; give the line another RUN_DIR or "
+                         "the settings its run trained with")
+    return reused
 
 
 TERMS = ("task_loss", "distill_loss", "virt_loss")

@@ -26,7 +26,7 @@ from absl import logging
 from virt_tf import rundir
 from virt_tf.config import preset
 from virt_tf.data import tasks
-from virt_tf.data.augment import augment_pairs
+from virt_tf.data.augment import augment_pairs, guard_unlabelled, read_unlabelled
 from virt_tf.data.tokenization import BertPairPreprocessor
 from virt_tf.errors import ConfigError, StageError
 from virt_tf.inference.matcher import read_init_checkpoint
@@ -76,16 +76,24 @@ def train_pipeline(run):
                       precision_reason=precision_reason)
 
     use_teacher = needs_teacher(objective_from_config(options))
-    if options.augment and not use_teacher:
-        raise ConfigError("--augment adds pairs without a gold label: it needs a teacher term "
-                          "(--logit_beta > 0 or --virt_alpha > 0)")
+    for name in ("augment", "unlabelled"):
+        if options[name] and not use_teacher:
+            raise ConfigError(f"--{name} adds pairs without a gold label: it needs a teacher "
+                              "term (--logit_beta > 0 or --virt_alpha > 0)")
+    # read before the teacher trains: a bad file fails at once; the teacher never sees it
+    unlabelled = unlabelled_pairs(run, data)
     teacher = None
     if use_teacher:  # the teacher stage never gets the last stage's write fault
         teacher, result["teacher"] = _teacher(run, options, data, encoder, prep, dict(
             stage_args, debug=dataclasses.replace(debug, write_fault=None)))
     student_data = data
     if options.augment:
-        student_data, result["augmented_pairs"] = augmented(options, data)
+        student_data, result["augmented_pairs"], extra = augmented(options, student_data)
+        result["extra_pairs"] = extra
+    if unlabelled is not None:
+        student_data, result["unlabelled_pairs"], counts = with_unlabelled(student_data,
+                                                                           unlabelled)
+        result["extra_pairs"] = dict(result.get("extra_pairs", {}), unlabelled=counts)
     classifier, metrics = run_stage(options.model, run.model_dir, options, student_data,
                                     encoder.pretrained, prep, teacher, debug=debug, **stage_args)
     if debug.worker_weights:
@@ -104,8 +112,12 @@ def _resolve_precision(options):
 
 
 def teacher_options(options):
-    """The pipeline's teacher stage: the student's run options, trained on the task loss."""
-    return options.replace(model="cross", virt_alpha=0.0, logit_beta=0.0, task_weight=1.0)
+    """The pipeline's teacher stage: the student's run options, trained on the task loss
+    (the unlabelled pairs are the student's only: the teacher's settings do not name them;
+    so are the embedding-table options: the teacher trains its table densely)."""
+    return options.replace(model="cross", virt_alpha=0.0, logit_beta=0.0, task_weight=1.0,
+                           unlabelled=None, freeze_word_embeddings=False,
+                           embedding_updates="dense")
 
 
 def make_task(run):
@@ -160,16 +172,63 @@ def load_data(run, task):
 
 
 def augmented(options, data):
-    """The student's data with the teacher-labelled extra pairs of ``options.augment`` added
-    (label -1; `virt_tf.data.augment`), and their count. Tune and evaluation texts never
-    enter a generated pair."""
-    forbidden = [t for e in data["tune"] + data["eval"] for t in (e.text_a, e.text_b)]
+    """``(data, count, counts)``: the student's data with the teacher-labelled extra pairs of
+    ``options.augment`` added (label -1; `virt_tf.data.augment`), their count, and each
+    source's counts (``{source: {"candidates", "eval_pair", "eval_only_text", "gold_pair",
+    "used"}}``). The leak guard keeps the tune and evaluation pairs, and the texts only they
+    hold, out of every extra pair (`virt_tf.data.augment.LeakGuard`)."""
+    counts = {}
     extra = augment_pairs(data["train"], options.augment, options.augment_multiple,
-                          options.seed, pool=data["pool"], forbidden_texts=forbidden)
+                          options.seed, pool=data["pool"], held_out=data["tune"] + data["eval"],
+                          counts=counts)
+    for source, c in counts.items():
+        _log_guard(source, c)
     logging.info("augmentation %s x%s: %d teacher-labelled pairs beside %d gold pairs",
                  ",".join(options.augment), options.augment_multiple, len(extra),
                  len(data["train"]))
-    return dict(data, train=data["train"] + extra), len(extra)
+    return dict(data, train=data["train"] + extra), len(extra), counts
+
+
+def unlabelled_pairs(run, data):
+    """``(path, examples, counts)`` of ``run.options.unlabelled`` (None without one): its
+    pairs, read with the ``pairs`` task's field options (`virt_tf.data.augment.read_unlabelled`),
+    less those that are gold training pairs or break the leak guard against the tune and
+    evaluation pairs of ``data`` (`virt_tf.data.augment.guard_unlabelled`), with the counts.
+    A file left without a pair raises `DataError`."""
+    path = run.options.unlabelled
+    if not path:
+        return None
+    stats = tasks.ReadStats()
+    read = read_unlabelled(path, run.text_a_field, run.text_b_field, run.skip_bad_rows, stats)
+    if stats.skipped:
+        logging.warning("%s: skipped %d bad rows (--skip_bad_rows)", path, stats.skipped)
+    kept, counts = guard_unlabelled(read, data["train"], data["tune"] + data["eval"])
+    counts["skipped_rows"] = stats.skipped
+    _log_guard("unlabelled", counts)
+    if not kept:
+        raise tasks.DataError(f"{path}: none of its {len(read)} pairs is left to train on "
+                              f"({counts['eval_pair']} equal a tune or evaluation pair, "
+                              f"{counts['eval_only_text']} hold a text only those pairs hold, "
+                              f"{counts['gold_pair']} are gold training pairs)")
+    return path, kept, counts
+
+
+def with_unlabelled(data, unlabelled):
+    """``(data, count, counts)``: the student's ``data`` with the pairs of ``unlabelled``
+    (`unlabelled_pairs`) added after its training pairs (label -1: the teacher labels them)
+    and recorded as ``data["unlabelled"]`` (the stage's settings fingerprint them)."""
+    path, kept, counts = unlabelled
+    logging.info("%s: %d unlabelled pairs for the teacher to label, beside %d training pairs",
+                 path, len(kept), len(data["train"]))
+    return dict(data, train=data["train"] + kept, unlabelled=kept), len(kept), counts
+
+
+def _log_guard(source, counts):
+    """Log what the leak guard dropped of ``source``'s pairs."""
+    logging.info("leak guard, %s: %d of %d pairs used; dropped %d equal to a tune or "
+                 "evaluation pair, %d holding a text only those pairs hold, %d gold pairs",
+                 source, counts["used"], counts["candidates"], counts["eval_pair"],
+                 counts["eval_only_text"], counts["gold_pair"])
 
 
 def _encoder(run, options):
@@ -255,8 +314,9 @@ def _save_worker_weights(classifier, strategy, folder):
 
 def _write_results(model_dir, metrics, result, use_teacher, t0):
     """Write ``model_dir/metrics.json``: the last stage's ``metrics`` with the teacher's
-    beside them and the run's facts (``result``: truncated and augmented pairs), and the wall
-    time since ``t0``. Returns what it wrote."""
+    beside them and the run's facts (``result``: truncated, augmented and unlabelled pairs,
+    the leak guard's counts ``extra_pairs``), and the wall time since ``t0``. Returns what
+    it wrote."""
     if use_teacher:
         metrics = dict(metrics, teacher=result["teacher"])
     metrics.update({k: v for k, v in result.items() if k != "teacher"})

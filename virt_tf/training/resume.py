@@ -123,12 +123,17 @@ def stage_settings(model_name, options, encoder_config, data, pretrained, teache
                    spe):
     """Everything that changes what a stage computes (recorded in ``stage.json``): the run
     ``options`` but the `RESUME_FREE` ones, the encoder's dimensions, the stage's length
-    (``epochs`` of ``spe`` steps), its training data, initial weights and teacher."""
+    (``epochs`` of ``spe`` steps), its training data, initial weights and teacher.
+    ``train_data`` fingerprints every training pair, extra pairs included (label -1);
+    ``unlabelled_data`` the user's unlabelled pairs the stage trains on (``data
+    ["unlabelled"]``; None without), so that a changed file is named as such."""
     settings = {k: v for k, v in rundir.jsonable(options).items() if k not in RESUME_FREE}
     settings.update(model=model_name, encoder_config=encoder_config.to_dict(), epochs=epochs,
                     steps_per_epoch=spe, total_steps=spe * epochs,
                     train_examples=len(data["train"]),
                     train_data=fingerprint_examples(data["train"]),
+                    unlabelled_data=(fingerprint_examples(data["unlabelled"])
+                                     if data.get("unlabelled") else None),
                     init_checkpoint=(f"{pretrained.fmt}:{os.path.abspath(pretrained.source)}"
                                      if pretrained is not None else "random"),
                     teacher=fingerprint_weights(teacher) if teacher is not None else None)

@@ -42,7 +42,7 @@ from virt_tf.training import precision as precisions
 from virt_tf.training.callbacks import (KeepBestEpoch, NanGuard, PoisonWeights, StepCheckpoint,
                                         TrainClock, TrainLog)
 from virt_tf.training.distribute import distributed_stream, is_chief
-from virt_tf.training.optimization import create_optimizer
+from virt_tf.training.optimization import create_optimizer, freeze_word_embeddings
 from virt_tf.training.resume import (check_finished_stage, check_stage_file, first_line,
                                      fingerprint_weights, make_checkpoint,
                                      restore_checkpoint, stage_settings)
@@ -181,9 +181,12 @@ def _build_model(stage, pretrained, teacher):
                                                 stage.data["task"].num_labels, options))
         if pretrained is not None:
             assign_weights(classifier.encoder, pretrained.weights, pretrained.source)
+        if options.freeze_word_embeddings:
+            freeze_word_embeddings(classifier)
         optimizer = create_optimizer(options.learning_rate, stage.total_steps,
                                      options.warmup_ratio, options.adam_epsilon,
-                                     options.adam_beta_1, options.adam_beta_2, options.clipnorm)
+                                     options.adam_beta_1, options.adam_beta_2, options.clipnorm,
+                                     options.embedding_updates)
         # float16: loss scaling
         optimizer = precisions.wrap_optimizer(optimizer, options.precision)
         model = VirtModel(classifier, teacher=teacher, terms=objective_from_config(options),
