@@ -95,6 +95,9 @@ ENTRY_POINTS = {
                ["--index={good:index}", "--queries={good:in_file}", "--output={good:out_file}"],
                {"index": INDEX, "queries": IN_FILE, "output": OUT_FILE, "teacher_dir": MODEL,
                 "model_dir": MODEL, "qrels": IN_FILE}),
+    "build_qqp_retrieval": (["tools/build_qqp_retrieval.py"], "build_qqp_retrieval",
+                            ["--pairs={good:in_file}", "--output={good:out_dir}"],
+                            {"pairs": IN_FILE, "output": OUT_DIR}),
     "summarize_runs": (["tools/summarize_runs.py"], None, [], {"ROOT": IN_DIR}),
     "screen_table": (["tools/screen_table.py"], "screen_table",
                      ["--screen={good:in_file}", "--teacher_dir={good:model}"],
@@ -102,8 +105,9 @@ ENTRY_POINTS = {
                       "update_doc": IN_FILE}),
 }
 
-# list flags (several paths) -> the kind of the good path put before the bad one
-LIST_FLAGS = {"model_dirs": "model", "student_dirs": "model", "cache": "in_file"}
+# (command, list flag of several paths) -> the kind of the good path put before the bad one
+LIST_FLAGS = {("compare_runs", "model_dirs"): "model", ("virt_alignment", "student_dirs"): "model",
+              ("score", "cache"): "in_file", ("build_qqp_retrieval", "pairs"): "in_file"}
 
 # kind -> the mistakes that apply: (name, how to make the bad path, what the line says)
 MISTAKES = {
@@ -251,8 +255,8 @@ def _run_case(root, name, case):
         args.append(bad)
     else:
         value = bad
-        if flag in LIST_FLAGS:  # a bad path after a good one is found too
-            value = f"{_good(work, LIST_FLAGS[flag])},{bad}"
+        if (command, flag) in LIST_FLAGS:  # a bad path after a good one is found too
+            value = f"{_good(work, LIST_FLAGS[command, flag])},{bad}"
         args = [a for a in args if not a.startswith(f"--{flag}=")] + [f"--{flag}={value}"]
     if readonly:
         os.chmod(readonly, stat.S_IRUSR | stat.S_IXUSR | stat.S_IRGRP | stat.S_IXGRP)
@@ -327,7 +331,8 @@ WRONG_TYPE = {"train": "--epochs=two", "evaluate": "--batch_size=many",
               "compare_runs": "--max_examples=all", "profile_flops": "--batch_size=many",
               "benchmark_speed": "--steps=few", "virt_alignment": "--max_examples=all",
               "plot_attention": "--text_a", "summarize_runs": None, "screen_table": None,
-              "index": "--shard_size=many", "search": "--top_k=many"}
+              "index": "--shard_size=many", "search": "--top_k=many",
+              "build_qqp_retrieval": "--dev_fraction=much"}
 WRONG_ENUM = {"train": "--model=nope", "profile_flops": "--encoder=nope",
               "index": "--backend=nope", "search": "--rerank=nope"}
 
