@@ -217,6 +217,17 @@ def _glue_or_pairs(a_field, b_field, label_field):
 TASKS = {}
 
 
+def check_unique_ids(path, ids, unit="rows"):
+    """Raise `DataError` naming the first id of ``ids`` (read from ``path``) that appears
+    twice, and the two ``unit`` numbers (1-based) holding it."""
+    seen = {}
+    for number, text_id in enumerate(ids):
+        if text_id in seen:
+            raise DataError(f"{path}: id {text_id!r} appears twice ({unit} {seen[text_id] + 1} "
+                            f"and {number + 1})")
+        seen[text_id] = number
+
+
 def register(task):
     """Add ``task`` to `TASKS` under its name; returns it."""
     TASKS[task.name] = task

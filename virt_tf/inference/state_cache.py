@@ -41,6 +41,7 @@ import numpy as np
 import tensorflow as tf
 
 from virt_tf import rundir
+from virt_tf.data.tasks import check_unique_ids
 from virt_tf.errors import CheckpointError, ConfigError, DataError
 from virt_tf.inference import BACKENDS
 from virt_tf.inference import openvino as openvino_backend
@@ -119,12 +120,7 @@ def read_texts(path):
         texts.append(text)
     if not ids:
         raise DataError(f"{path}: no texts")
-    seen = {}
-    for number, text_id in enumerate(ids):
-        if text_id in seen:
-            raise DataError(f"{path}: id {text_id!r} appears twice (texts {seen[text_id] + 1} "
-                            f"and {number + 1})")
-        seen[text_id] = number
+    check_unique_ids(path, ids, "texts")
     return ids, texts
 
 

@@ -20,6 +20,7 @@ import json
 import os
 
 from virt_tf import rundir
+from virt_tf.data.tasks import check_unique_ids
 from virt_tf.errors import DataError
 
 
@@ -83,12 +84,7 @@ def read_texts(path, id_field="id", text_field="text"):
         texts.append(text)
     if not ids:
         raise DataError(f"{path}: no texts")
-    seen = {}
-    for number, text_id in enumerate(ids):
-        if text_id in seen:
-            raise DataError(f"{path}: id {text_id!r} appears twice (rows {seen[text_id] + 1} "
-                            f"and {number + 1})")
-        seen[text_id] = number
+    check_unique_ids(path, ids, "rows")
     return ids, texts
 
 
